@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create (or update) the project's virtual environment in .venv from this repo's own files.
+# torch is pinned to 2.13.0 first so pip takes the CPU wheel; pyproject.toml's range admits it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q "torch==2.13.0"
+.venv/bin/python -m pip install -q -e ".[notebooks,test]"
+# The book's own package, for equivalence tests and benchmarks only (its dependencies are ours).
+.venv/bin/python -m pip install -q --no-deps "llms-from-scratch==1.0.19"
+.venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+echo "gptlib environment ready in .venv"
