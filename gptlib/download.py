@@ -11,7 +11,9 @@ downloaded copy can be put.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
+import socket
 import tempfile
 import time
 import urllib.error
@@ -120,12 +122,16 @@ def download_file(
                 failures.append(f"{url}: HTTP {err.code} {err.reason}")
                 if 400 <= err.code < 500:
                     break  # not found / forbidden: retrying will not help
-            except (urllib.error.URLError, OSError, DownloadError) as err:
+            except (urllib.error.URLError, OSError, http.client.HTTPException, DownloadError) as err:
+                # HTTPException: e.g. IncompleteRead when a chunked transfer is cut short.
                 reason = getattr(err, "reason", err)
                 failures.append(f"{url}: {reason}")
+                if isinstance(reason, socket.gaierror):
+                    break  # the host name does not resolve (offline?): retrying will not help
             if attempt < retries:
                 time.sleep(backoff * (2**attempt))
-    tried = "\n".join(f"  - {f}" for f in failures)
+    tried = "\n".join(f"  - {f}" + (f" ({failures.count(f)} tries)" if failures.count(f) > 1 else "")
+                      for f in dict.fromkeys(failures))
     raise DownloadError(
         f"Could not download {dest.name}.\nTried:\n{tried}\n"
         f"If you are offline, download it on a machine with internet access from\n"

@@ -141,7 +141,7 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(d_out, d_out)
         self.dropout = nn.Dropout(dropout)
         self._register_state_dict_hook(_add_book_mask)
-        self._register_load_state_dict_pre_hook(_drop_book_mask)
+        self._register_load_state_dict_pre_hook(_drop_book_mask, with_module=True)
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(b, T, d_out) -> (b, heads, T, head_dim)."""

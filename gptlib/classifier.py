@@ -1,0 +1,182 @@
+"""Turning GPT-2 into a classifier: a new output head, what trains, which token is read.
+
+The book's recipe (``add_classification_head`` with its defaults)::
+
+    for p in model.parameters(): p.requires_grad = False        # freeze everything
+    torch.manual_seed(123)
+    model.out_head = torch.nn.Linear(768, 2)                    # 50,257 outputs -> 2
+    unfreeze model.trf_blocks[-1] and model.final_norm          # 7,090,946 trainable
+
+The model still returns logits for every position, shape (batch, tokens, classes). Which
+position's logits feed the loss is the ``token`` choice:
+
+* ``"last"``: position -1, the book's choice. Thanks to the causal mask it is the only
+  position that has seen the whole input, but with right padding it is often a pad token.
+* ``"first"``: position 0, which has seen only the first token (the book's exercise 6.3).
+* ``"last_real"``: the last non-pad token of each message, which has seen exactly the message.
+* ``"mean"``: the mean over the message's real tokens.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from gptlib.model import GPTModel, count_parameters
+
+TOKEN_CHOICES = ("last", "first", "last_real", "mean")
+TRAINABLE_HELP = "'head', 'last_block' (the book's), 'last_N_blocks' (e.g. 'last_2_blocks'), 'all', or an int N"
+
+
+def add_classification_head(model: GPTModel, num_classes: int = 2, trainable: str | int = "last_block",
+                            seed: int | None = 123, inplace: bool = False) -> GPTModel:
+    """A classifier made from ``model``: a new ``out_head`` (emb_dim -> num_classes), frozen as asked.
+
+    Works on a copy unless ``inplace=True``, so running the cell twice never stacks changes.
+    ``seed`` is set right before the head is created, as in the book, so the head's initial
+    weights (and everything after) match the book's.
+    """
+    if num_classes < 2:
+        raise ValueError(f"A classifier needs at least 2 classes; got num_classes={num_classes}.")
+    clf = model if inplace else copy.deepcopy(model)
+    for param in clf.parameters():
+        param.requires_grad = False
+    if seed is not None:
+        torch.manual_seed(seed)
+    emb_dim = clf.tok_emb.weight.shape[1]
+    clf.out_head = nn.Linear(emb_dim, num_classes, device=clf.tok_emb.weight.device)
+    clf.cfg = {**getattr(clf, "cfg", {}), "num_classes": num_classes}
+    return set_trainable(clf, trainable)
+
+
+def trainable_blocks(trainable: str | int, n_layers: int) -> int:
+    """How many of the top transformer blocks train (plus final norm and head) for a choice."""
+    if isinstance(trainable, int) and not isinstance(trainable, bool):
+        n = trainable
+    elif trainable == "head":
+        return 0
+    elif trainable == "last_block":
+        n = 1
+    elif trainable == "all":
+        return n_layers
+    elif isinstance(trainable, str) and (m := re.fullmatch(r"last_?(\d+)(_blocks?)?", trainable)):
+        n = int(m.group(1))
+    else:
+        raise ValueError(f"Unknown trainable choice {trainable!r}; use {TRAINABLE_HELP}.")
+    if not 0 <= n <= n_layers:
+        raise ValueError(f"Cannot train the last {n} blocks of a model with {n_layers} blocks.")
+    return n
+
+
+def set_trainable(model: GPTModel, trainable: str | int = "last_block") -> GPTModel:
+    """Set ``requires_grad`` by name: the head always trains; then the last N blocks and the
+    final norm ('last_block', 'last_2_blocks', an int), or everything ('all'). Returns ``model``."""
+    n_layers = len(model.trf_blocks)
+    n = trainable_blocks(trainable, n_layers)
+    everything = trainable == "all"
+    for name, param in model.named_parameters():
+        param.requires_grad = everything or name.startswith("out_head.")
+    if n > 0:
+        for block in model.trf_blocks[n_layers - n:]:
+            for param in block.parameters():
+                param.requires_grad = True
+        for param in model.final_norm.parameters():
+            param.requires_grad = True
+    return model
+
+
+def trainable_summary(model: nn.Module) -> str:
+    """One line: trainable vs frozen parameter counts."""
+    total = count_parameters(model)
+    trainable = count_parameters(model, trainable_only=True)
+    return (f"trainable {trainable:,} | frozen {total - trainable:,} | total {total:,} "
+            f"({100 * trainable / max(total, 1):.2f}% trainable)")
+
+
+def parameter_table(model: GPTModel) -> pd.DataFrame:
+    """Parameters per part of the model (embeddings, each block, final norm, head), trainable or not."""
+    parts: list[tuple[str, nn.Module]] = [("tok_emb", model.tok_emb), ("pos_emb", model.pos_emb)]
+    parts += [(f"trf_blocks[{i}]", b) for i, b in enumerate(model.trf_blocks)]
+    parts += [("final_norm", model.final_norm), ("out_head", model.out_head)]
+    rows = []
+    for name, module in parts:
+        n = count_parameters(module)
+        n_train = count_parameters(module, trainable_only=True)
+        rows.append({"part": name, "parameters": n, "trainable": n_train, "frozen": n - n_train})
+    return pd.DataFrame(rows)
+
+
+def last_real_index(input_ids: torch.Tensor, pad_token_id: int = 50256) -> torch.Tensor:
+    """Index of each row's last non-pad token (right padding; the pad id is never inside a message)."""
+    real = input_ids != pad_token_id
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+    # the largest position holding a real token; 0 for an all-pad row
+    return torch.where(real, positions, torch.zeros_like(positions)).amax(dim=1)
+
+
+def select_token_logits(logits: torch.Tensor, input_ids: torch.Tensor, token: str = "last",
+                        pad_token_id: int = 50256) -> torch.Tensor:
+    """Reduce (batch, tokens, classes) logits to (batch, classes) by the ``token`` choice."""
+    if token == "last":
+        return logits[:, -1, :]
+    if token == "first":
+        return logits[:, 0, :]
+    if token == "last_real":
+        idx = last_real_index(input_ids, pad_token_id)
+        return logits[torch.arange(logits.shape[0], device=logits.device), idx]
+    if token == "mean":
+        real = (input_ids != pad_token_id).unsqueeze(-1).to(logits.dtype)
+        return (logits * real).sum(1) / real.sum(1).clamp(min=1)
+    raise ValueError(f"Unknown token choice {token!r}; use one of {TOKEN_CHOICES}.")
+
+
+def classifier_logits(model: nn.Module, input_ids: torch.Tensor, token: str = "last",
+                      pad_token_id: int = 50256) -> torch.Tensor:
+    """The (batch, classes) logits that the loss and the prediction use."""
+    return select_token_logits(model(input_ids), input_ids, token, pad_token_id)
+
+
+def save_classifier(model: GPTModel, path: str | Path, **meta: Any) -> Path:
+    """Save weights plus everything needed to rebuild and use the classifier (atomically).
+
+    ``meta`` should carry at least ``max_length``, ``token`` and ``pad_token_id``; the model
+    config (with ``num_classes``) is always included.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"model_state_dict": model.state_dict(), "config": dict(model.cfg), **meta}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tuple[GPTModel, dict[str, Any]]:
+    """Rebuild a classifier saved by :func:`save_classifier`; returns (model in eval mode, meta)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Checkpoint {path} not found; train one with `python -m gptlib finetune`.")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or "config" not in payload or "model_state_dict" not in payload:
+        raise ValueError(f"{path} is not a gptlib classifier checkpoint (no config/model_state_dict).")
+    cfg = dict(payload["config"])
+    num_classes = cfg.pop("num_classes", 2)
+    with torch.device("meta"):
+        model = GPTModel(cfg)
+    model = add_classification_head(model, num_classes, trainable="head", seed=None, inplace=True)
+    model = model.to_empty(device="cpu")
+    model.load_state_dict(payload["model_state_dict"])
+    meta = {k: v for k, v in payload.items() if k not in ("model_state_dict",)}
+    return model.to(device).eval(), meta

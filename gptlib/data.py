@@ -1,0 +1,359 @@
+"""The SMS Spam Collection, from download to padded batches, with the book's names.
+
+The book's steps, in order::
+
+    download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path)
+    df = read_sms_spam(data_file_path)          # 5,572 rows, the book's way
+    balanced_df = create_balanced_dataset(df)   # 747 ham + 747 spam
+    balanced_df = map_labels(balanced_df)       # ham -> 0, spam -> 1 (safe to re-run)
+    train_df, validation_df, test_df = random_split(balanced_df, 0.7, 0.1)
+    save_splits(train_df, validation_df, test_df, folder)
+    train_dataset = SpamDataset(folder / "train.csv", tokenizer)   # max_length 120
+
+No function here changes the DataFrame it is given, so re-running a notebook cell gives the
+same result.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import zipfile
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from gptlib.download import (
+    DownloadError,
+    atomic_write_bytes,
+    cache_dir,
+    download_file,
+    sha256_of,
+)
+
+SPAM_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
+SPAM_BACKUP_URL = "https://f001.backblazeb2.com/file/LLMs-from-scratch/sms%2Bspam%2Bcollection.zip"
+SPAM_MEMBER = "SMSSpamCollection"
+SPAM_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
+LABELS = {"ham": 0, "spam": 1}
+CLASS_NAMES = ("not spam", "spam")
+
+
+class DataError(ValueError):
+    """A data file or table is not what the pipeline needs (the message names file and problem)."""
+
+
+def default_data_dir() -> Path:
+    """Where the SMS data is kept: ``$GPTLIB_HOME/data`` (see ``gptlib.download.cache_dir``)."""
+    return cache_dir() / "data"
+
+
+def find_local_copy(local_copy: str | Path | None = None) -> Path | None:
+    """A local ``SMSSpamCollection`` file or zip, from the argument or ``$GPTLIB_DATA_DIR``."""
+    candidates: list[Path] = []
+    for given in (local_copy, os.environ.get("GPTLIB_DATA_DIR")):
+        if not given:
+            continue
+        p = Path(given).expanduser()
+        if p.is_dir():
+            candidates += [p / SPAM_MEMBER, p / f"{SPAM_MEMBER}.tsv", p / "sms_spam_collection.zip",
+                           p / "sms_spam_collection" / SPAM_MEMBER]
+        else:
+            candidates.append(p)
+        if local_copy is not None and given is local_copy and not any(c.exists() for c in candidates):
+            raise FileNotFoundError(
+                f"Local copy {p} not found; pass the SMSSpamCollection file, its zip, or a folder holding one."
+            )
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _member_bytes(zip_path: Path) -> bytes:
+    """The ``SMSSpamCollection`` bytes inside a zip, with errors that name the file."""
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            names = [n for n in zf.namelist() if Path(n).name == SPAM_MEMBER]
+            if not names:
+                raise DataError(
+                    f"{zip_path} holds no {SPAM_MEMBER} (it holds {zf.namelist()[:5]}); "
+                    "is it the SMS Spam Collection zip?"
+                )
+            return zf.read(names[0])
+    except zipfile.BadZipFile as err:
+        raise DataError(f"{zip_path} is not a valid zip file ({err}); delete it and download again.") from err
+
+
+def _checked(data: bytes, source: Path, sha256: str | None) -> bytes:
+    if sha256 is not None:
+        import hashlib
+
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != sha256:
+            raise DataError(
+                f"{source} has sha256 {digest}, expected {sha256}: the file is damaged or a "
+                "different version. Download it again (or pass sha256=None to accept it)."
+            )
+    return data
+
+
+def download_and_unzip_spam_data(
+    url: str = SPAM_URL,
+    zip_path: str | Path | None = None,
+    extracted_path: str | Path | None = None,
+    data_file_path: str | Path | None = None,
+    *,
+    backup_url: str | None = SPAM_BACKUP_URL,
+    local_copy: str | Path | None = None,
+    sha256: str | None = SPAM_SHA256,
+    timeout: float = 60.0,
+    progress: bool = True,
+) -> Path:
+    """Make sure the SMS data file exists at ``data_file_path``; return that path.
+
+    The book's signature; every argument has a default (under ``default_data_dir()``). Work
+    already done is skipped. A local copy (``local_copy`` or ``$GPTLIB_DATA_DIR``: the raw
+    ``SMSSpamCollection``, its zip, or a folder holding one) is used instead of any download.
+    The extracted file must have the expected sha256; it is written atomically, so a failed
+    run never leaves a file that a later run takes as complete.
+    """
+    extracted_path = Path(extracted_path) if extracted_path else default_data_dir() / "sms_spam_collection"
+    zip_path = Path(zip_path) if zip_path else default_data_dir() / "sms_spam_collection.zip"
+    data_file_path = Path(data_file_path) if data_file_path else extracted_path / f"{SPAM_MEMBER}.tsv"
+
+    if data_file_path.exists():
+        if sha256 is None or sha256_of(data_file_path) == sha256:
+            print(f"{data_file_path} already exists. Skipping download and extraction.")
+            return data_file_path
+        print(f"{data_file_path} does not have the expected checksum; fetching it again.")
+
+    source = find_local_copy(local_copy)
+    if source is not None:
+        raw = _member_bytes(source) if zipfile.is_zipfile(source) else source.read_bytes()
+        atomic_write_bytes(data_file_path, _checked(raw, source, sha256))
+        print(f"Used local copy {source}; saved as {data_file_path}")
+        return data_file_path
+
+    urls = [url] + ([backup_url] if backup_url and backup_url != url else [])
+    try:
+        download_file(urls, zip_path, timeout=timeout, progress=progress)
+    except DownloadError as err:
+        raise DownloadError(
+            f"{err}\nAlternatively put the raw {SPAM_MEMBER} file (or the zip) in a folder and "
+            "set GPTLIB_DATA_DIR to it, or pass local_copy=... (the CLI's --data)."
+        ) from None
+    try:
+        raw = _checked(_member_bytes(zip_path), zip_path, sha256)
+    except DataError:
+        zip_path.unlink(missing_ok=True)  # never keep a bad zip as if it were complete
+        raise
+    atomic_write_bytes(data_file_path, raw)
+    print(f"File downloaded and saved as {data_file_path}")
+    return data_file_path
+
+
+def read_sms_spam(path: str | Path, strict: bool = False) -> pd.DataFrame:
+    """Read the tab-separated SMS file into a DataFrame with columns ``Label`` and ``Text``.
+
+    ``strict=False`` reads it the book's way (pandas' default quoting). 54 messages begin
+    with an unescaped double quote, and the default CSV quoting then swallows the text up to
+    the next quote, merging lines: the book sees 5,572 rows (4,825 ham, 747 spam). Its split,
+    and so its numbers, depend on this. ``strict=True`` turns quoting off and keeps every
+    one of the file's 5,574 messages (4,827 ham, 747 spam).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"SMS data file {path} not found; run download_and_unzip_spam_data() first.")
+    kwargs = {"quoting": csv.QUOTE_NONE} if strict else {}
+    df = pd.read_csv(path, sep="\t", header=None, names=["Label", "Text"], **kwargs)
+    bad = sorted(set(df["Label"].astype(str)) - set(LABELS))
+    if bad:
+        raise DataError(f"{path}: labels must be 'ham' or 'spam'; found {bad[:5]}.")
+    return df
+
+
+def create_balanced_dataset(df: pd.DataFrame, random_state: int = 123) -> pd.DataFrame:
+    """Undersample 'ham' to the number of 'spam' messages (ham first, then spam), as the book does."""
+    _require_columns(df, "the DataFrame")
+    labels = df["Label"].map(_label_name)
+    num_spam = int((labels == "spam").sum())
+    if num_spam == 0:
+        raise DataError("The DataFrame has no 'spam' messages to balance against.")
+    ham_subset = df[labels == "ham"].sample(num_spam, random_state=random_state)
+    return pd.concat([ham_subset, df[labels == "spam"]])
+
+
+def _label_name(label: object) -> str:
+    if label in (0, 1) and not isinstance(label, str):
+        return "spam" if int(label) == 1 else "ham"
+    return str(label)
+
+
+def map_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy with labels ham -> 0 and spam -> 1. Re-running it is harmless (0/1 stay 0/1)."""
+    out = df.copy()
+    out["Label"] = [_label_id(v, "the DataFrame", i) for i, v in enumerate(df["Label"])]
+    return out
+
+
+def random_split(df: pd.DataFrame, train_frac: float, validation_frac: float,
+                 random_state: int = 123) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Shuffle once, then cut into train / validation / test (the rest), as the book does."""
+    if not (0 < train_frac < 1 and 0 <= validation_frac < 1 and train_frac + validation_frac <= 1):
+        raise ValueError(
+            f"train_frac ({train_frac}) and validation_frac ({validation_frac}) must be fractions "
+            "that add up to at most 1."
+        )
+    shuffled = df.sample(frac=1, random_state=random_state).reset_index(drop=True)
+    train_end = int(len(shuffled) * train_frac)
+    validation_end = train_end + int(len(shuffled) * validation_frac)
+    return shuffled[:train_end], shuffled[train_end:validation_end], shuffled[validation_end:]
+
+
+def save_splits(train_df: pd.DataFrame, validation_df: pd.DataFrame, test_df: pd.DataFrame,
+                folder: str | Path = ".") -> tuple[Path, Path, Path]:
+    """Write ``train.csv``, ``validation.csv`` and ``test.csv`` (atomically); return their paths."""
+    folder = Path(folder)
+    paths = []
+    for name, frame in (("train", train_df), ("validation", validation_df), ("test", test_df)):
+        paths.append(atomic_write_bytes(folder / f"{name}.csv", frame.to_csv(index=None).encode()))
+    return tuple(paths)  # type: ignore[return-value]
+
+
+def prepare_spam_splits(data_file: str | Path | None = None, folder: str | Path | None = None,
+                        balanced: bool = True, strict: bool = False) -> tuple[Path, Path, Path]:
+    """The book's whole data preparation: read, balance, map labels, split 70/10/20, save CSVs."""
+    data_file = Path(data_file) if data_file else download_and_unzip_spam_data()
+    df = read_sms_spam(data_file, strict=strict)
+    if balanced:
+        df = create_balanced_dataset(df)
+    splits = random_split(map_labels(df), 0.7, 0.1)
+    return save_splits(*splits, folder=folder or data_file.parent)
+
+
+def _require_columns(df: pd.DataFrame, source: str) -> None:
+    missing = [c for c in ("Label", "Text") if c not in df.columns]
+    if missing:
+        raise DataError(f"{source} needs columns 'Label' and 'Text'; it lacks {missing} (has {list(df.columns)}).")
+
+
+def _label_id(value: object, source: str, row: int, label_map: dict[str, int] | None = None) -> int:
+    if isinstance(value, str):
+        key = value.strip()
+        table = label_map or LABELS
+        if key in table:
+            return table[key]
+        if key.lstrip("-").isdigit():
+            value = int(key)
+        else:
+            raise DataError(f"{source}, row {row}: label {value!r} is not one of {list(table)} (or 0/1).")
+    try:
+        as_float = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise DataError(f"{source}, row {row}: label {value!r} is not a class id.") from None
+    if as_float != as_float or as_float < 0 or as_float != int(as_float):
+        raise DataError(f"{source}, row {row}: label {value!r} must be a class id 0, 1, ... (or 'ham'/'spam').")
+    return int(as_float)
+
+
+class SpamDataset(Dataset):
+    """Token ids and labels of one split, padded with ``<|endoftext|>`` on the right.
+
+    ``max_length=None`` pads to the longest message of this split (120 tokens on the book's
+    training split); give the training length to the validation and test sets, which are then
+    truncated to it. ``padding="batch"`` leaves messages unpadded here, and
+    :func:`pad_collate` pads each batch to its own longest message instead.
+    ``csv_file`` may also be a DataFrame. Texts are encoded with special tokens treated as
+    plain text, so the pad id 50256 never occurs inside a message: trailing 50256s are padding.
+    """
+
+    def __init__(self, csv_file: str | Path | pd.DataFrame, tokenizer, max_length: int | None = None,
+                 pad_token_id: int = 50256, padding: str = "max_length",
+                 label_map: dict[str, int] | None = None):
+        if padding not in ("max_length", "batch"):
+            raise ValueError(f"padding must be 'max_length' (the book's) or 'batch'; got {padding!r}.")
+        if isinstance(csv_file, pd.DataFrame):
+            source, frame = "the DataFrame", csv_file.copy()
+        else:
+            source = str(csv_file)
+            if not Path(csv_file).exists():
+                raise FileNotFoundError(f"{csv_file} not found; create the splits with save_splits() first.")
+            frame = pd.read_csv(csv_file)
+        _require_columns(frame, source)
+        if len(frame) == 0:
+            raise DataError(f"{source} has no rows: an empty split cannot be used for training or evaluation.")
+        texts = frame["Text"]
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(f"{source}, row {i}: the text is empty or missing ({text!r}).")
+        frame["Label"] = [_label_id(v, source, i, label_map) for i, v in enumerate(frame["Label"])]
+        self.data = frame.reset_index(drop=True)
+        self.pad_token_id = pad_token_id
+        self.padding = padding
+        encoded = [tokenizer.encode(t, disallowed_special=()) for t in texts]
+        if max_length is None:
+            self.max_length = max(len(e) for e in encoded)
+        else:
+            if max_length < 1:
+                raise ValueError(f"max_length must be at least 1; got {max_length}.")
+            self.max_length = max_length
+            encoded = [e[:max_length] for e in encoded]
+        self.token_ids = encoded
+        self.lengths = [len(e) for e in encoded]
+        self.labels = self.data["Label"].tolist()
+        if padding == "max_length":
+            self.encoded_texts = [e + [pad_token_id] * (self.max_length - len(e)) for e in encoded]
+        else:
+            self.encoded_texts = [list(e) for e in encoded]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.tensor(self.encoded_texts[index], dtype=torch.long),
+                torch.tensor(self.labels[index], dtype=torch.long))
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def num_classes(self) -> int:
+        return max(self.labels) + 1
+
+
+def pad_collate(batch: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_token_id: int = 50256
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack a batch, right-padding each message with ``pad_token_id`` to the batch's longest.
+
+    Where each message really ends is carried by the padding itself (the pad id never occurs
+    inside a message): see ``gptlib.classifier.last_real_index``.
+    """
+    longest = max(len(ids) for ids, _ in batch)
+    inputs = torch.full((len(batch), longest), pad_token_id, dtype=torch.long)
+    for row, (ids, _) in enumerate(batch):
+        inputs[row, : len(ids)] = ids
+    return inputs, torch.stack([label for _, label in batch])
+
+
+def create_data_loaders(train_dataset: SpamDataset, val_dataset: SpamDataset, test_dataset: SpamDataset,
+                        batch_size: int = 8, num_workers: int = 0, seed: int | None = 123
+                        ) -> tuple[DataLoader, DataLoader, DataLoader]:
+    """The book's loaders: ``torch.manual_seed(seed)``, then train shuffled with ``drop_last``.
+
+    Batches of datasets made with ``padding="batch"`` are padded per batch by ``pad_collate``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1; got {batch_size}.")
+    if batch_size > len(train_dataset):
+        raise ValueError(
+            f"batch_size {batch_size} is larger than the training set ({len(train_dataset)} "
+            "messages): with drop_last=True there would be no training batch at all."
+        )
+    if seed is not None:
+        torch.manual_seed(seed)
+
+    def loader(ds: SpamDataset, train: bool) -> DataLoader:
+        collate = partial(pad_collate, pad_token_id=ds.pad_token_id) if ds.padding == "batch" else None
+        return DataLoader(ds, batch_size=batch_size, shuffle=train, num_workers=num_workers,
+                          drop_last=train, collate_fn=collate)
+
+    return loader(train_dataset, True), loader(val_dataset, False), loader(test_dataset, False)
