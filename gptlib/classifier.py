@@ -140,7 +140,14 @@ def select_token_logits(logits: torch.Tensor, input_ids: torch.Tensor, token: st
 
 def classifier_logits(model: nn.Module, input_ids: torch.Tensor, token: str = "last",
                       pad_token_id: int = 50256) -> torch.Tensor:
-    """The (batch, classes) logits that the loss and the prediction use."""
+    """The (batch, classes) logits that the loss and the prediction use.
+
+    A model that offers ``classify_logits`` (``gptlib.fast.CachedClassifier``) computes them
+    itself, doing only the work the read token needs.
+    """
+    fast = getattr(model, "classify_logits", None)
+    if fast is not None:
+        return fast(input_ids, token, pad_token_id)
     return select_token_logits(model(input_ids), input_ids, token, pad_token_id)
 
 

@@ -42,6 +42,11 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--figures", default=d.figures, help="folder for the loss/accuracy plots")
     p.add_argument("--eval-freq", type=int, default=d.eval_freq)
     p.add_argument("--eval-iter", type=int, default=d.eval_iter)
+    p.add_argument("--train-limit", type=int, default=None, help="use only the first N training messages")
+    p.add_argument("--speed", choices=["book", "exact", "fast"], default=d.speed,
+                   help="book: the book's plain computation; exact (default): the same results, faster, "
+                        "by reusing frozen activations; fast: last real token, per-batch padding, "
+                        "length grouping (and bf16 where fast)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 

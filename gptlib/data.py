@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gptlib.download import (
     DownloadError,
@@ -334,12 +334,45 @@ def pad_collate(batch: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_token_id
     return inputs, torch.stack([label for _, label in batch])
 
 
+class LengthGroupedBatchSampler(Sampler[list[int]]):
+    """Shuffled batches of messages of similar length, so per-batch padding computes few pads.
+
+    Each epoch: shuffle all indices, sort each window of ``batch_size * window`` by length,
+    cut into batches, shuffle the batch order. Uses torch's global random state, so a seed
+    makes it repeatable.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, drop_last: bool = True, window: int = 50):
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self.window = window
+
+    def __iter__(self):
+        perm = torch.randperm(len(self.lengths)).tolist()
+        span = self.batch_size * self.window
+        ordered = []
+        for start in range(0, len(perm), span):
+            ordered += sorted(perm[start: start + span], key=lambda i: -self.lengths[i])
+        batches = [ordered[i: i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        for b in torch.randperm(len(batches)).tolist():
+            yield batches[b]
+
+    def __len__(self) -> int:
+        n = len(self.lengths)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
 def create_data_loaders(train_dataset: SpamDataset, val_dataset: SpamDataset, test_dataset: SpamDataset,
-                        batch_size: int = 8, num_workers: int = 0, seed: int | None = 123
-                        ) -> tuple[DataLoader, DataLoader, DataLoader]:
+                        batch_size: int = 8, num_workers: int = 0, seed: int | None = 123,
+                        group_by_length: bool = False) -> tuple[DataLoader, DataLoader, DataLoader]:
     """The book's loaders: ``torch.manual_seed(seed)``, then train shuffled with ``drop_last``.
 
     Batches of datasets made with ``padding="batch"`` are padded per batch by ``pad_collate``.
+    ``group_by_length=True`` draws training batches of similar-length messages
+    (:class:`LengthGroupedBatchSampler`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1; got {batch_size}.")
@@ -353,6 +386,9 @@ def create_data_loaders(train_dataset: SpamDataset, val_dataset: SpamDataset, te
 
     def loader(ds: SpamDataset, train: bool) -> DataLoader:
         collate = partial(pad_collate, pad_token_id=ds.pad_token_id) if ds.padding == "batch" else None
+        if train and group_by_length:
+            sampler = LengthGroupedBatchSampler(ds.lengths, batch_size, drop_last=True)
+            return DataLoader(ds, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate)
         return DataLoader(ds, batch_size=batch_size, shuffle=train, num_workers=num_workers,
                           drop_last=train, collate_fn=collate)
 

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from gptlib.classifier import TOKEN_CHOICES, add_classification_head, save_classifier, trainable_summary
+from gptlib.classifier import (
+    TOKEN_CHOICES,
+    add_classification_head,
+    save_classifier,
+    trainable_summary,
+)
 from gptlib.data import (
     CLASS_NAMES,
     SpamDataset,
@@ -24,6 +29,7 @@ from gptlib.data import (
 )
 from gptlib.device import get_device
 from gptlib.download import atomic_write_bytes
+from gptlib.fast import SPEEDS, estimate_cache_bytes, wrap_for_speed
 from gptlib.model import GPTModel, get_config, resolve_preset
 from gptlib.tokenizer import get_tokenizer
 from gptlib.train import (
@@ -56,12 +62,23 @@ class FinetuneConfig:
     eval_freq: int = 50
     eval_iter: int = 5
     train_limit: int | None = None  # use only the first N training messages (for quick experiments)
+    speed: str = "exact"  # "book" (plain), "exact" (same results, faster), "fast" (see gptlib.fast)
+
+    def effective(self) -> FinetuneConfig:
+        """The settings actually used: ``speed="fast"`` reads the last real token of messages
+        padded per batch and grouped by length (the book's bonus tables: also more accurate)."""
+        out = replace(self, model_size=resolve_preset(self.model_size))
+        if self.speed == "fast":
+            out = replace(out, token="last_real", padding="batch")
+        return out
 
     def check(self) -> None:
         """Raise ValueError for settings that cannot work, naming the setting and its value."""
         resolve_preset(self.model_size)
         if self.weights not in ("pretrained", "random"):
             raise ValueError(f"weights must be 'pretrained' or 'random'; got {self.weights!r}.")
+        if self.speed not in SPEEDS:
+            raise ValueError(f"speed must be one of {SPEEDS}; got {self.speed!r}.")
         if self.token not in TOKEN_CHOICES:
             raise ValueError(f"token must be one of {TOKEN_CHOICES}; got {self.token!r}.")
         for name in ("epochs", "batch_size", "eval_freq", "eval_iter"):
@@ -151,6 +168,7 @@ def run_finetune(cfg: FinetuneConfig | None = None, *, callback=None, progress: 
     """
     cfg = cfg or FinetuneConfig()
     cfg.check()
+    cfg = cfg.effective()
     say = print if verbose else (lambda *a, **k: None)
     start = time.perf_counter()
     device = get_device(cfg.device)
@@ -159,26 +177,36 @@ def run_finetune(cfg: FinetuneConfig | None = None, *, callback=None, progress: 
     context_length = get_config(cfg.model_size)["context_length"]
 
     train_ds, val_ds, test_ds = build_datasets(cfg, tokenizer, output / "data", context_length)
-    loaders = create_data_loaders(train_ds, val_ds, test_ds, batch_size=cfg.batch_size, seed=cfg.seed)
+    loaders = create_data_loaders(train_ds, val_ds, test_ds, batch_size=cfg.batch_size, seed=cfg.seed,
+                                  group_by_length=cfg.speed == "fast")
     train_loader, val_loader, test_loader = loaders
     say(f"Data: {len(train_ds)}/{len(val_ds)}/{len(test_ds)} messages, max_length {train_ds.max_length}, "
         f"{len(train_loader)}/{len(val_loader)}/{len(test_loader)} batches of {cfg.batch_size}")
 
     model = build_model(cfg, device, progress=progress)
     say(f"Model: {cfg.model_size}, {cfg.weights} weights, on {device}; {trainable_summary(model)}")
+    runner = wrap_for_speed(model, cfg.speed)
+    if runner is not model:
+        datasets = (train_ds, val_ds, test_ds)
+        need = estimate_cache_bytes(datasets, cfg.token, model.cfg["emb_dim"], runner.cache_dtype)
+        say(f"Speed '{cfg.speed}': {runner.explain(cfg.token)}\n"
+            f"Kept activations need about {need / 2**20:,.0f} MiB ({runner.cache_dtype}); "
+            f"limit {runner.max_cache_bytes / 2**30:.1f} GiB.")
+        if runner.reuse_on():
+            runner.warm_up(datasets, token=cfg.token)
 
     torch.manual_seed(cfg.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history = train_classifier_simple(
-        model, train_loader, val_loader, optimizer, device, num_epochs=cfg.epochs,
+        runner, train_loader, val_loader, optimizer, device, num_epochs=cfg.epochs,
         eval_freq=cfg.eval_freq, eval_iter=cfg.eval_iter, token=cfg.token,
         progress=progress, callback=callback, verbose=verbose,
     )
     kw = {"token": cfg.token}
-    train_acc = calc_accuracy_loader(train_loader, model, device, **kw)
-    val_acc = calc_accuracy_loader(val_loader, model, device, **kw)
-    test_acc = calc_accuracy_loader(test_loader, model, device, **kw)
-    test_metrics = classification_metrics(test_loader, model, device, **kw)
+    train_acc = calc_accuracy_loader(train_loader, runner, device, **kw)
+    val_acc = calc_accuracy_loader(val_loader, runner, device, **kw)
+    test_acc = calc_accuracy_loader(test_loader, runner, device, **kw)
+    test_metrics = classification_metrics(test_loader, runner, device, **kw)
     seconds = time.perf_counter() - start
     say(f"Training accuracy: {train_acc * 100:.2f}%\nValidation accuracy: {val_acc * 100:.2f}%\n"
         f"Test accuracy: {test_acc * 100:.2f}%  ({seconds:.1f} s)")

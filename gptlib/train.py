@@ -88,7 +88,7 @@ def evaluate_model(model: torch.nn.Module, train_loader: DataLoader, val_loader:
 class EvalEvent:
     """What a ``callback`` of ``train_classifier_simple`` receives at each evaluation and epoch end."""
 
-    kind: str  # "eval" (every eval_freq steps) or "epoch" (after each epoch's accuracies)
+    kind: str  # "step" (after each optimizer step), "eval" (every eval_freq steps), "epoch"
     epoch: int
     global_step: int
     examples_seen: int
@@ -118,15 +118,25 @@ def train_classifier_simple(
     progress: bool = False,
     callback: Callable[[EvalEvent], Any] | None = None,
     verbose: bool = True,
+    speed: str = "book",
 ) -> tuple[list[float], list[float], list[float], list[float], int]:
     """The book's training loop. Returns (train_losses, val_losses, train_accs, val_accs, examples_seen).
 
     Every ``eval_freq`` steps the loss on ``eval_iter`` train and validation batches is recorded;
     after each epoch, the accuracy on ``eval_iter`` batches of each. Extras that leave results
     unchanged: ``progress`` shows a progress bar; ``callback(event)`` is called after each
-    evaluation and each epoch (for live plots); returning True or raising ``StopTraining``
-    stops early, keeping what was measured so far.
+    step, each evaluation and each epoch (for live plots; see :class:`EvalEvent`); returning
+    True or raising ``StopTraining`` stops early (mid-epoch too), keeping what was measured.
+
+    ``speed="exact"`` reuses frozen activations and computes only the read position
+    (``gptlib.fast``): the same results, several times faster. ``speed="fast"`` also keeps
+    and computes the frozen part in bfloat16 where the hardware does that fast (not bit-exact;
+    pair it with ``token="last_real"`` and per-batch padding, as ``FinetuneConfig(speed="fast")`` does).
     """
+    if speed != "book" and not hasattr(model, "classify_logits"):
+        from gptlib.fast import wrap_for_speed
+
+        model = wrap_for_speed(model, speed)
     train_losses: list[float] = []
     val_losses: list[float] = []
     train_accs: list[float] = []
@@ -151,6 +161,7 @@ def train_classifier_simple(
                 examples_seen += input_batch.shape[0]
                 global_step += 1
                 bar.update(1)
+                notify(EvalEvent("step", epoch + 1, global_step, examples_seen, history=history))
                 if global_step % eval_freq == 0:
                     train_loss, val_loss = evaluate_model(model, train_loader, val_loader, device,
                                                           eval_iter, token, pad_token_id)

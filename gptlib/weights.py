@@ -25,7 +25,14 @@ from typing import Any
 import torch
 
 from gptlib.download import cache_dir, download_file
-from gptlib.model import BASE_CONFIG, MODEL_CONFIGS, GPTModel, check_config, get_config, resolve_preset
+from gptlib.model import (
+    BASE_CONFIG,
+    MODEL_CONFIGS,
+    GPTModel,
+    check_config,
+    get_config,
+    resolve_preset,
+)
 
 HF_REPOS = {
     "gpt2-small (124M)": "openai-community/gpt2",

@@ -1,0 +1,281 @@
+"""Fast fine-tuning: skip the work whose result is already known.
+
+With the book's settings, blocks 0..10 are frozen and have no dropout, so they compute the
+same activations for the same message in every epoch and every evaluation. And in the one
+block that trains, only the read position needs its query, attention output, feed-forward,
+final norm and head (keys and values are still needed for every position it sees).
+
+:class:`CachedClassifier` wraps a classifier and applies each trick only where it is exact:
+
+* **reuse**: the output of the frozen prefix (embeddings + the leading frozen blocks) is kept
+  per message, when the prefix has no active dropout (``drop_rate == 0`` or eval mode).
+  What is kept depends on the read token: the whole padded row for ``"last"``, only the real
+  tokens for ``"last_real"``/``"mean"`` (pads come after them, and the causal mask means they
+  cannot change them), one token for ``"first"``.
+* **read position only**: in the last block, when its dropout is inactive and the token read
+  is one position (``"last"``, ``"first"``, ``"last_real"``; not ``"mean"``).
+
+Where a condition fails, that trick switches itself off and the plain computation runs;
+``explain()`` says which tricks are on. All the gptlib training and evaluation functions work
+with the wrapper unchanged (they call ``classify_logits`` when a model has it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gptlib.classifier import last_real_index, select_token_logits
+from gptlib.model import GPTModel
+
+
+def _row_lengths(input_ids: torch.Tensor, token: str, pad_token_id: int) -> list[int]:
+    """How many leading positions of each row the read token depends on."""
+    if token == "last":
+        return [input_ids.shape[1]] * input_ids.shape[0]
+    if token == "first":
+        return [1] * input_ids.shape[0]
+    return (last_real_index(input_ids, pad_token_id) + 1).tolist()
+
+
+class CachedClassifier(nn.Module):
+    """A classifier that reuses frozen activations and computes only the read position.
+
+    ``cache_dtype`` is the dtype of the kept activations (float32 is exact; bfloat16 halves the
+    memory). ``compute_dtype=torch.bfloat16`` runs the frozen prefix under bf16 autocast (fast
+    on CPUs with AMX and on recent GPUs; not bit-exact). ``max_cache_bytes`` bounds the memory
+    the kept activations may take; past it, new messages are computed without being kept.
+    """
+
+    def __init__(self, model: GPTModel, cache_dtype: torch.dtype = torch.float32,
+                 compute_dtype: torch.dtype | None = None, max_cache_bytes: int = 4 * 2**30):
+        super().__init__()
+        self.model = model
+        self.cache_dtype = cache_dtype
+        self.compute_dtype = compute_dtype
+        self.max_cache_bytes = max_cache_bytes
+        self._cache: dict[tuple, torch.Tensor] = {}
+        self._cache_bytes = 0
+        self._stamp: tuple | None = None
+        self.stats = {"hits": 0, "misses": 0, "not_kept": 0}
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["model"], name)
+
+    def forward(self, in_idx: torch.Tensor) -> torch.Tensor:
+        return self.model(in_idx)
+
+    # -- which tricks apply ------------------------------------------------------------------
+    def n_frozen_blocks(self) -> int:
+        """Leading blocks whose parameters (and the embeddings') are all frozen."""
+        m = self.model
+        if any(p.requires_grad for p in (*m.tok_emb.parameters(), *m.pos_emb.parameters())):
+            return -1  # even the embeddings train: nothing to reuse
+        n = 0
+        for block in m.trf_blocks:
+            if any(p.requires_grad for p in block.parameters()):
+                break
+            n += 1
+        return n
+
+    def _dropout_active(self, modules: Iterable[nn.Module]) -> bool:
+        return any(isinstance(x, nn.Dropout) and x.p > 0 and x.training
+                   for mod in modules for x in mod.modules())
+
+    def reuse_on(self) -> bool:
+        k = self.n_frozen_blocks()
+        prefix = [self.model.drop_emb, *self.model.trf_blocks[:max(k, 0)]]
+        return k >= 0 and not self._dropout_active(prefix)
+
+    def read_position_on(self, token: str) -> bool:
+        last = self.model.trf_blocks[-1]
+        return token != "mean" and not self._dropout_active([last])
+
+    def explain(self, token: str = "last") -> str:
+        k = self.n_frozen_blocks()
+        reuse = (f"reusing the output of the embeddings + {k} frozen block(s)" if self.reuse_on()
+                 else "no reuse (the embeddings train or the frozen part has active dropout)")
+        read = ("computing only the read position in the last block" if self.read_position_on(token)
+                else "computing every position in the last block (token 'mean' or active dropout)")
+        return f"{reuse}; {read}."
+
+    # -- the frozen prefix -------------------------------------------------------------------
+    def _check_stamp(self) -> None:
+        """Forget kept activations if a frozen weight was changed in place since they were made."""
+        m = self.model
+        k = max(self.n_frozen_blocks(), 0)
+        params = [*m.tok_emb.parameters(), *m.pos_emb.parameters(), *m.trf_blocks[:k].parameters()]
+        stamp = (k, tuple((id(p), p._version) for p in params))
+        if stamp != self._stamp:
+            self.clear_cache()
+            self._stamp = stamp
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+        self._cache_bytes = 0
+
+    @property
+    def cache_bytes(self) -> int:
+        return self._cache_bytes
+
+    def _autocast(self, device: torch.device):
+        if self.compute_dtype in (None, torch.float32):
+            return nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.compute_dtype)
+
+    @torch.no_grad()
+    def _prefix(self, rows: torch.Tensor, k: int) -> torch.Tensor:
+        with self._autocast(rows.device):
+            x = self.model.embed(rows)
+            for block in self.model.trf_blocks[:k]:
+                x = block(x)
+        return x
+
+    def prefix_activations(self, input_ids: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+        """Frozen-prefix output for each row's first ``lengths[i]`` tokens, right-padded with zeros."""
+        k = self.n_frozen_blocks()
+        self._check_stamp()
+        keys = [tuple(input_ids[i, :n].tolist()) for i, n in enumerate(lengths)]
+        missing = [i for i, key in enumerate(keys) if key not in self._cache]
+        self.stats["hits"] += len(keys) - len(missing)
+        self.stats["misses"] += len(missing)
+        fresh: dict[int, torch.Tensor] = {}
+        if missing:
+            width = max(lengths[i] for i in missing)
+            out = self._prefix(input_ids[missing, :width], k)
+            for j, i in enumerate(missing):
+                act = out[j, : lengths[i]].to(self.cache_dtype)
+                fresh[i] = act
+                size = act.numel() * act.element_size()
+                if keys[i] in self._cache:
+                    continue  # the same message twice in one batch
+                if self._cache_bytes + size <= self.max_cache_bytes:
+                    self._cache[keys[i]] = act.clone()
+                    self._cache_bytes += size
+                else:
+                    self.stats["not_kept"] += 1
+        width = max(lengths)
+        dim = self.model.tok_emb.weight.shape[1]
+        x = torch.zeros(len(keys), width, dim, device=input_ids.device)
+        for i, key in enumerate(keys):
+            act = fresh[i] if i in fresh else self._cache[key]
+            x[i, : lengths[i]] = act.to(device=x.device, dtype=x.dtype)
+        return x
+
+    def warm_up(self, datasets: Iterable, token: str = "last", batch_size: int = 32) -> None:
+        """Fill the cache from the datasets' token ids, grouped by length, without touching any
+        DataLoader (so the global random state, and with it the book's run, is unchanged)."""
+        if not self.reuse_on():
+            return
+        device = self.model.tok_emb.weight.device
+        rows = sorted(((_needed(ids, token, ds.pad_token_id), ds.pad_token_id)
+                       for ds in datasets for ids in ds.encoded_texts), key=lambda r: -len(r[0]))
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start: start + batch_size]
+            width = len(chunk[0][0])
+            batch = torch.full((len(chunk), width), chunk[0][1], dtype=torch.long)
+            for i, (ids, _) in enumerate(chunk):
+                batch[i, : len(ids)] = torch.tensor(ids)
+            self.prefix_activations(batch.to(device), [len(ids) for ids, _ in chunk])
+
+    # -- the trainable top -------------------------------------------------------------------
+    def classify_logits(self, input_ids: torch.Tensor, token: str = "last", pad_token_id: int = 50256) -> torch.Tensor:
+        """(batch, classes) logits of the read token; equal to the plain path's."""
+        m = self.model
+        if not self.reuse_on() and not self.read_position_on(token):
+            return select_token_logits(m(input_ids), input_ids, token, pad_token_id)
+        m.check_input(input_ids)
+        lengths = _row_lengths(input_ids, token, pad_token_id)
+        if self.reuse_on():
+            k = self.n_frozen_blocks()
+            x = self.prefix_activations(input_ids, lengths)
+        else:
+            k = 0
+            width = max(lengths)
+            x = m.embed(input_ids[:, :width])
+        top = m.trf_blocks[k:]
+        if not self.read_position_on(token) or len(top) == 0:
+            for block in top:
+                x = block(x)
+            logits = m.out_head(m.final_norm(x))
+            trimmed = input_ids[:, : x.shape[1]]
+            if token == "last":
+                return logits[:, -1, :]
+            return select_token_logits(logits, trimmed, token, pad_token_id)
+        for block in top[:-1]:
+            x = block(x)
+        read = torch.tensor([n - 1 for n in lengths], device=x.device)
+        h = _block_at(top[-1], x, read)
+        return m.out_head(m.final_norm(h))
+
+
+def _block_at(block: nn.Module, x: torch.Tensor, read: torch.Tensor) -> torch.Tensor:
+    """A transformer block's output at one position per row (``read[i]``), shape (b, d).
+
+    Keys and values come from every position; the query, the attention output, the
+    feed-forward and the residuals only from the read position.
+    """
+    att = block.att
+    rows = torch.arange(x.shape[0], device=x.device)
+    a = block.norm1(x)
+    keys = att.split_heads(att.W_key(a))
+    values = att.split_heads(att.W_value(a))
+    query = att.split_heads(att.W_query(a[rows, read]).unsqueeze(1))  # (b, h, 1, hd)
+    visible = torch.arange(x.shape[1], device=x.device)[None, :] <= read[:, None]  # causal, per row
+    context = F.scaled_dot_product_attention(query, keys, values, attn_mask=visible[:, None, None, :])
+    context = context.transpose(1, 2).reshape(x.shape[0], 1, att.d_out)
+    h = x[rows, read] + block.drop_resid(att.out_proj(context)[:, 0])
+    return h + block.drop_resid(block.ff(block.norm2(h)))
+
+
+SPEEDS = ("book", "exact", "fast")
+
+
+def bf16_is_fast(device: torch.device | str) -> bool:
+    """True where bfloat16 matmuls are fast: CUDA GPUs with bf16, CPUs with AMX tiles."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        amx = getattr(torch._C._cpu, "_is_amx_tile_supported", None)
+        return bool(amx and amx())
+    return False
+
+
+def wrap_for_speed(model: nn.Module, speed: str) -> nn.Module:
+    """``model`` for ``speed="book"``; a :class:`CachedClassifier` for "exact" (float32, exact)
+    or "fast" (bfloat16 prefix and kept activations where the hardware makes that fast)."""
+    if speed not in SPEEDS:
+        raise ValueError(f"speed must be one of {SPEEDS}; got {speed!r}.")
+    if speed == "book" or hasattr(model, "classify_logits"):
+        return model
+    if speed == "fast" and bf16_is_fast(model.tok_emb.weight.device):
+        return CachedClassifier(model, cache_dtype=torch.bfloat16, compute_dtype=torch.bfloat16)
+    return CachedClassifier(model)
+
+
+def _needed(ids: list[int], token: str, pad_token_id: int) -> list[int]:
+    """The leading token ids of one row that the read token depends on."""
+    if token == "last":
+        return list(ids)
+    if token == "first":
+        return list(ids[:1])
+    n = len(ids)
+    while n > 1 and ids[n - 1] == pad_token_id:
+        n -= 1
+    return list(ids[:n])
+
+
+def estimate_cache_bytes(datasets: Iterable, token: str, emb_dim: int,
+                         dtype: torch.dtype = torch.float32) -> int:
+    """Memory the kept activations of these datasets need (duplicates counted once)."""
+    size = torch.tensor([], dtype=dtype).element_size()
+    unique = {tuple(_needed(ids, token, ds.pad_token_id)) for ds in datasets for ids in ds.encoded_texts}
+    return sum(len(key) for key in unique) * emb_dim * size
