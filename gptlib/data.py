@@ -280,7 +280,10 @@ class SpamDataset(Dataset):
             source = str(csv_file)
             if not Path(csv_file).exists():
                 raise FileNotFoundError(f"{csv_file} not found; create the splits with save_splits() first.")
-            frame = pd.read_csv(csv_file)
+            try:
+                frame = pd.read_csv(csv_file)
+            except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
+                raise DataError(f"{source} is not a readable CSV with columns Label,Text ({err}).") from None
         _require_columns(frame, source)
         if len(frame) == 0:
             raise DataError(f"{source} has no rows: an empty split cannot be used for training or evaluation.")

@@ -18,6 +18,7 @@ from gptlib.classifier import (
     TOKEN_CHOICES,
     add_classification_head,
     save_classifier,
+    trainable_blocks,
     trainable_summary,
 )
 from gptlib.data import (
@@ -93,6 +94,9 @@ class FinetuneConfig:
         context = get_config(self.model_size)["context_length"]
         if self.max_length is not None and not 1 <= self.max_length <= context:
             raise ValueError(f"max_length {self.max_length} must be between 1 and the model's context ({context}).")
+        if self.padding not in ("max_length", "batch"):
+            raise ValueError(f"padding must be 'max_length' or 'batch'; got {self.padding!r}.")
+        trainable_blocks(self.trainable, get_config(self.model_size)["n_layers"])
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FinetuneConfig:

@@ -1,0 +1,233 @@
+"""gptlib.plots and the command line (``python -m gptlib``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gptlib.cli import main
+from gptlib.data import SPAM_URL
+from gptlib.plots import plot_training, plot_values
+
+pytestmark = pytest.mark.usefixtures("gptlib_home")
+
+REPO = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TINY = "gpt2-tiny (test)"
+
+
+# =========================================================================== plots
+
+
+def test_plot_values_writes_png_and_pdf(tmp_path):
+    out = tmp_path / "figs"
+    epochs = torch.linspace(0, 5, 6)
+    examples = torch.linspace(0, 5200, 6)
+    fig = plot_values(epochs, examples, [0.9, 0.6, 0.4, 0.3, 0.2, 0.1], [1.0, 0.7, 0.5, 0.4, 0.3, 0.25],
+                      output_dir=out, show=False)
+    png, pdf = out / "loss-plot.png", out / "loss-plot.pdf"
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    assert png.stat().st_size > 10_000
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    assert pdf.stat().st_size > 1_000
+    assert sorted(p.name for p in out.iterdir()) == ["loss-plot.pdf", "loss-plot.png"]  # no temp files
+    ax1, ax2 = fig.axes
+    assert ax1.get_xlabel() == "Epochs" and ax1.get_ylabel() == "Loss"
+    assert ax2.get_xlabel() == "Examples seen"
+    assert [line.get_label() for line in ax1.get_lines()] == ["Training loss", "Validation loss"]
+
+
+def test_plot_values_without_output_dir_writes_nothing(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    plot_values([0, 1], [0, 8], [0.5, 0.4], [0.6, 0.5], label="accuracy", output_dir=None, show=False)
+    assert list(work.iterdir()) == []
+
+
+def test_plot_values_length_mismatch():
+    with pytest.raises(ValueError, match="differ"):
+        plot_values([0, 1], [0, 8], [0.5, 0.4], [0.6], output_dir=None, show=False)
+
+
+def test_plot_training_writes_both(tmp_path):
+    plot_training([0.8, 0.6, 0.5], [0.9, 0.7, 0.6], [0.6, 0.9], [0.5, 0.8], examples_seen=2080,
+                  num_epochs=2, output_dir=tmp_path, show=False)
+    for label in ("loss", "accuracy"):
+        assert (tmp_path / f"{label}-plot.png").read_bytes()[:8] == PNG_MAGIC
+        assert (tmp_path / f"{label}-plot.pdf").is_file()
+
+
+# =========================================================================== command line
+
+
+def cli_env(home: Path) -> dict[str, str]:
+    """Environment for a ``python -m gptlib`` subprocess: private cache, one thread, no network.
+
+    The proxies point at a host name that cannot resolve, so nothing is downloaded even on a
+    machine with internet access, and the failure is immediate (no retries on DNS errors).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env.pop("GPTLIB_DATA_DIR", None)
+    env.update({
+        "GPTLIB_HOME": str(home),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+        "GPTLIB_DEVICE": "cpu",
+        "http_proxy": "http://gptlib-offline.invalid:9",
+        "https_proxy": "http://gptlib-offline.invalid:9",
+        "HTTP_PROXY": "http://gptlib-offline.invalid:9",
+        "HTTPS_PROXY": "http://gptlib-offline.invalid:9",
+    })
+    return env
+
+
+def run_cli(args: list[str], home: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gptlib", *args], cwd=home, env=cli_env(home),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def finetuned(real_data_file, tmp_path_factory):
+    """One CLI fine-tuning run: tiny random model, 1 epoch, the real data."""
+    root = tmp_path_factory.mktemp("cli")
+    home = root / "home"
+    home.mkdir()
+    args = ["finetune", "--model-size", TINY, "--weights", "random", "--epochs", "1",
+            "--data", str(real_data_file), "--output", str(root / "out"), "--figures", str(root / "fig"),
+            "--no-progress"]
+    proc = run_cli(args, home, timeout=400)
+    return root, home, proc
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_cli_finetune_writes_its_outputs(finetuned):
+    root, _, proc = finetuned
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    metrics = json.loads((root / "out" / "metrics.json").read_text())
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert 0.0 <= metrics["train_accuracy"] <= 1.0 and 0.0 <= metrics["val_accuracy"] <= 1.0
+    assert metrics["examples_seen"] == 1040  # 130 batches of 8
+    assert metrics["max_length"] == 120
+    assert len(metrics["train_losses"]) == 3 and len(metrics["train_accs"]) == 1  # steps 0, 50, 100
+    assert metrics["test_metrics"]["n"] == 300
+    assert metrics["config"]["model_size"] == TINY and metrics["config"]["epochs"] == 1
+    assert (root / "out" / "classifier.pth").is_file()
+    for label in ("loss", "accuracy"):
+        png = root / "fig" / f"{label}-plot.png"
+        assert png.read_bytes()[:8] == PNG_MAGIC
+    assert "Test accuracy" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_cli_classify(finetuned, tokenizer):
+    from gptlib.classifier import load_classifier
+    from gptlib.train import classify_review
+
+    root, home, proc = finetuned
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = root / "out" / "classifier.pth"
+    texts = ["You are a winner you have been specially selected to receive $1000 cash or a $2000 award.",
+             "Hey, just wanted to check if we're still on for dinner tonight? Let me know!"]
+    out = run_cli(["classify", str(ckpt), *texts], home, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2
+    model, meta = load_classifier(ckpt)
+    assert meta["max_length"] == 120 and meta["token"] == "last"
+    for line, text in zip(lines, texts):
+        label = line.split("\t")[0]
+        assert label in ("spam", "not spam")
+        assert line.endswith(text)
+        assert label == classify_review(text, model, tokenizer, "cpu", max_length=meta["max_length"])
+
+
+@pytest.mark.slow
+def test_cli_finetune_offline_without_data(tmp_path):
+    home = tmp_path / "empty_home"
+    home.mkdir()
+    proc = run_cli(["finetune", "--no-progress"], home, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert SPAM_URL in proc.stderr
+    assert "GPTLIB_DATA_DIR" in proc.stderr and "--data" in proc.stderr
+    assert proc.stderr.startswith("error:")
+    assert not list(home.rglob("*.zip")) and not list(home.rglob("*.part"))
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """In-process CLI calls: every download fails at once, even on a machine with internet."""
+    for key in list(os.environ):
+        if key.lower().endswith("_proxy"):
+            monkeypatch.delenv(key)
+    for key in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(key, "http://gptlib-offline.invalid:9")
+
+
+def _main_exit(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse refuses
+        return exc.code
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["finetune", "--epochs", "0"], "epochs must be at least 1"),
+        (["finetune", "--batch-size", "0"], "batch_size must be at least 1"),
+        (["finetune", "--lr", "-1"], "lr must be positive"),
+        (["finetune", "--model-size", "gpt2-huge"], "gpt2-huge"),
+        (["finetune", "--model-size", TINY, "--max-length", "5000"], "max_length 5000"),
+        (["finetune", "--token", "middle"], "middle"),
+        (["finetune", "--epochs", "two"], "two"),
+        (["finetune", "--weights", "none"], "none"),
+    ],
+)
+def test_cli_invalid_settings(argv, message, capsys, offline):
+    code = _main_exit(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("choice", ["most_blocks", "last_13_blocks", "13"])
+def test_cli_invalid_trainable_is_caught_before_any_work(capsys, gptlib_home, offline, choice):
+    """A bad --trainable must be reported as such, before data or weights are fetched."""
+    code = _main_exit(["finetune", "--trainable", choice, "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert choice.replace("last_", "").replace("_blocks", "") in err
+    assert "download" not in err.lower()
+    assert not any(gptlib_home.rglob("*"))
+
+
+def test_cli_data_that_is_not_the_sms_collection(small_tsv, capsys, offline):
+    code = _main_exit(["finetune", "--model-size", TINY, "--weights", "random", "--data", str(small_tsv),
+                       "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(small_tsv) in err and "sha256" in err
+
+
+def test_cli_classify_missing_checkpoint(tmp_path, capsys, offline):
+    code = _main_exit(["classify", str(tmp_path / "none.pth"), "hello"])
+    err = capsys.readouterr().err
+    assert code == 2 and "none.pth" in err and "Traceback" not in err
+
+
+def test_cli_needs_a_command(capsys):
+    assert _main_exit([]) == 2
+    assert "finetune" in capsys.readouterr().err
