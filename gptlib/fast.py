@@ -26,7 +26,6 @@ from collections.abc import Iterable
 from contextlib import nullcontext
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gptlib.classifier import last_real_index, select_token_logits
@@ -219,19 +218,37 @@ class CachedClassifier(nn.Module):
 def _block_at(block: nn.Module, x: torch.Tensor, read: torch.Tensor) -> torch.Tensor:
     """A transformer block's output at one position per row (``read[i]``), shape (b, d).
 
-    Keys and values come from every position; the query, the attention output, the
-    feed-forward and the residuals only from the read position.
+    Only the read position needs a query, an attention output, the feed-forward and the
+    residuals. Its attention needs every visible position's key and value, but not as
+    separate vectors: with a_j = norm1(x_j), per head h,
+
+        q . k_j = q . (W_k a_j + b_k) = (W_k^T q) . a_j + q . b_k
+        sum_j w_j v_j = W_v (sum_j w_j a_j) + b_v                    (the weights w_j sum to 1)
+
+    so a (T x d) @ (d x d) projection of all positions becomes two (d x d) products for the
+    read position plus two length-T weighted sums: the same numbers, a fraction of the work.
     """
     att = block.att
-    rows = torch.arange(x.shape[0], device=x.device)
-    a = block.norm1(x)
-    keys = att.split_heads(att.W_key(a))
-    values = att.split_heads(att.W_value(a))
-    query = att.split_heads(att.W_query(a[rows, read]).unsqueeze(1))  # (b, h, 1, hd)
-    visible = torch.arange(x.shape[1], device=x.device)[None, :] <= read[:, None]  # causal, per row
-    context = F.scaled_dot_product_attention(query, keys, values, attn_mask=visible[:, None, None, :])
-    context = context.transpose(1, 2).reshape(x.shape[0], 1, att.d_out)
-    h = x[rows, read] + block.drop_resid(att.out_proj(context)[:, 0])
+    b, t, d = x.shape
+    heads, head_dim = att.num_heads, att.head_dim
+    rows = torch.arange(b, device=x.device)
+    a = block.norm1(x)  # (b, T, d)
+    query = att.W_query(a[rows, read]).view(b, heads, head_dim)
+    w_key = att.W_key.weight.view(heads, head_dim, d)
+    u = torch.einsum("bhe,hed->bhd", query, w_key)  # W_k^T q, per head
+    scores = torch.einsum("bhd,btd->bht", u, a)
+    if att.W_key.bias is not None:  # q . b_k shifts all of a row's scores alike; kept so that
+        # b_k gets its (zero) gradient and weight decay exactly as in the plain computation
+        scores = scores + (query * att.W_key.bias.view(heads, head_dim)).sum(-1, keepdim=True)
+    scores = scores / head_dim**0.5
+    hidden = torch.arange(t, device=x.device)[None, None, :] > read[:, None, None]  # causal, per row
+    weights = torch.softmax(scores.masked_fill(hidden, -torch.inf), dim=-1)
+    mixed = torch.einsum("bht,btd->bhd", weights, a)  # sum_j w_j a_j, per head
+    w_value = att.W_value.weight.view(heads, head_dim, d)
+    context = torch.einsum("bhd,hed->bhe", mixed, w_value)
+    if att.W_value.bias is not None:
+        context = context + att.W_value.bias.view(heads, head_dim)
+    h = x[rows, read] + block.drop_resid(att.out_proj(context.reshape(b, d)))
     return h + block.drop_resid(block.ff(block.norm2(h)))
 
 
