@@ -1,4 +1,4 @@
-"""Command line: ``python -m gptlib finetune | classify | download``.
+"""Command line: ``python -m gptlib finetune | classify | download | assignments``.
 
 Errors a student can fix (no network, a bad setting, a missing file) are printed as one
 clear message and exit with status 2, without a traceback.
@@ -91,6 +91,14 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _assignments(args: argparse.Namespace) -> int:
+    from gptlib.assignments import build_student_versions
+
+    for path in build_student_versions(args.source, args.outdir):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gptlib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,12 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
     dl = sub.add_parser("download", help="fetch the data and/or weights ahead of time (e.g. before class)")
     dl.add_argument("what", choices=["data", "weights", "all"], nargs="?", default="all")
     dl.add_argument("--model-size", nargs="+", default=["gpt2-small (124M)"], help="weight presets to fetch")
+    asg = sub.add_parser("assignments", help="classroom assignments: build the student versions")
+    asg_sub = asg.add_subparsers(dest="action", required=True)
+    b = asg_sub.add_parser("build", help="write the assignment notebooks without their solutions to OUTDIR")
+    b.add_argument("outdir", help="folder for the student notebooks (and the data files they read)")
+    b.add_argument("--source", default=None,
+                   help="folder of the solution notebooks (default: the checkout's notebooks/assignments)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"finetune": _finetune, "classify": _classify, "download": _download}
+    handlers = {"finetune": _finetune, "classify": _classify, "download": _download,
+                "assignments": _assignments}
     from gptlib.data import DataError
     from gptlib.download import DownloadError
     from gptlib.weights import WeightLoadError

@@ -110,6 +110,7 @@ def download_and_unzip_spam_data(
     sha256: str | None = SPAM_SHA256,
     timeout: float = 60.0,
     progress: bool = True,
+    verbose: bool = True,
 ) -> Path:
     """Make sure the SMS data file exists at ``data_file_path``; return that path.
 
@@ -119,21 +120,22 @@ def download_and_unzip_spam_data(
     The extracted file must have the expected sha256; it is written atomically, so a failed
     run never leaves a file that a later run takes as complete.
     """
+    say = print if verbose else (lambda *a, **k: None)
     extracted_path = Path(extracted_path) if extracted_path else default_data_dir() / "sms_spam_collection"
     zip_path = Path(zip_path) if zip_path else default_data_dir() / "sms_spam_collection.zip"
     data_file_path = Path(data_file_path) if data_file_path else extracted_path / f"{SPAM_MEMBER}.tsv"
 
     if data_file_path.exists():
         if sha256 is None or sha256_of(data_file_path) == sha256:
-            print(f"{data_file_path} already exists. Skipping download and extraction.")
+            say(f"{data_file_path} already exists. Skipping download and extraction.")
             return data_file_path
-        print(f"{data_file_path} does not have the expected checksum; fetching it again.")
+        say(f"{data_file_path} does not have the expected checksum; fetching it again.")
 
     source = find_local_copy(local_copy)
     if source is not None:
         raw = _member_bytes(source) if zipfile.is_zipfile(source) else source.read_bytes()
         atomic_write_bytes(data_file_path, _checked(raw, source, sha256))
-        print(f"Used local copy {source}; saved as {data_file_path}")
+        say(f"Used local copy {source}; saved as {data_file_path}")
         return data_file_path
 
     urls = [url] + ([backup_url] if backup_url and backup_url != url else [])
@@ -150,7 +152,7 @@ def download_and_unzip_spam_data(
         zip_path.unlink(missing_ok=True)  # never keep a bad zip as if it were complete
         raise
     atomic_write_bytes(data_file_path, raw)
-    print(f"File downloaded and saved as {data_file_path}")
+    say(f"File downloaded and saved as {data_file_path}")
     return data_file_path
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -214,12 +215,27 @@ def test_cli_invalid_trainable_is_caught_before_any_work(capsys, gptlib_home, of
     assert not any(gptlib_home.rglob("*"))
 
 
-def test_cli_data_that_is_not_the_sms_collection(small_tsv, capsys, offline):
+def test_cli_own_data_file_is_used_with_a_note(small_tsv, tmp_path, capsys, offline):
+    """A plain file in the SMS format that is not the book's is read as given, with a note."""
     code = _main_exit(["finetune", "--model-size", TINY, "--weights", "random", "--data", str(small_tsv),
+                       "--epochs", "1", "--output", str(tmp_path / "out"), "--figures", str(tmp_path / "fig"),
+                       "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert str(small_tsv) in out and "not the book's" in out
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["config"]["data"] == str(small_tsv)
+
+
+def test_cli_damaged_zip_copy_is_refused(tmp_path, capsys, offline):
+    """A zip given with --data goes through the checked path: a zip without the file is refused."""
+    bad = tmp_path / "sms.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("readme", "not the data")
+    code = _main_exit(["finetune", "--model-size", TINY, "--weights", "random", "--data", str(bad),
                        "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 2
-    assert str(small_tsv) in err and "sha256" in err
+    assert code == 2 and str(bad) in err and "SMSSpamCollection" in err
 
 
 def test_cli_classify_missing_checkpoint(tmp_path, capsys, offline):

@@ -1,0 +1,185 @@
+"""The lab notebook in a real browser: JupyterLab on 127.0.0.1, driven by headless Chromium.
+
+Opens a copy of notebooks/06_experiment_lab.ipynb, runs all cells (smoke profile), presses the
+panel's Run button, waits for the new row of the runs table and for the curves, and saves a
+screenshot to figures/lab-screenshot.png.
+
+Needs /usr/bin/chromium and the Playwright Python package (``bash scripts/setup.sh, as root``);
+skips where either is missing. Playwright's own browser download is never used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "06_experiment_lab.ipynb"
+SCREENSHOT = REPO / "figures" / "lab-screenshot.png"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+SERVER_START_S = 180  # JupyterLab's first start on a busy 2-core machine can be slow
+NOTEBOOK_RUN_MS = 300_000  # all cells, including the first fine-tuning run (torch warm-up)
+PANEL_RUN_MS = 180_000  # one run started with the panel's button
+RUN_ROWS = ".gptlib-runs-table table.gptlib-runs tbody tr"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _status(url: str, timeout: float = 5.0) -> int:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.status
+
+
+def _log_tail(path: Path, chars: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
+
+
+def _stop_server(proc: subprocess.Popen) -> None:
+    """Stop JupyterLab: on SIGTERM it shuts its kernels down, then exits; kill it if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+@pytest.fixture
+def lab_server(tmp_path):
+    """JupyterLab serving a folder that holds a copy of the lab notebook; yields its base URL."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found (install it with: bash scripts/setup.sh, as root)")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (bash scripts/setup.sh, as root)")
+    pytest.importorskip("jupyterlab", reason="jupyterlab is not installed")
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    settings = tmp_path / "lab-settings"
+    notification = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notification.parent.mkdir(parents=True)
+    notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GPTLIB_DATA_DIR", "JUPYTER_TOKEN")}
+    env.update(
+        GPTLIB_PROFILE="smoke", GPTLIB_HOME=str(tmp_path / "gptlib_home"), MPLBACKEND="Agg",
+        JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"), JUPYTER_RUNTIME_DIR=str(tmp_path / "jupyter-runtime"),
+        IPYTHONDIR=str(tmp_path / "ipython"), OMP_NUM_THREADS="1",
+    )
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    cmd = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        "--port-retries=0", f"--ServerApp.root_dir={root}", "--IdentityProvider.token=",
+        "--ServerApp.password=", f"--LabApp.user_settings_dir={settings}",
+        f"--LabApp.workspaces_dir={tmp_path / 'lab-workspaces'}",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers often run as root
+        cmd.append("--allow-root")
+    log_path = tmp_path / "jupyterlab.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + SERVER_START_S
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"JupyterLab exited with code {proc.returncode}:\n{_log_tail(log_path)}")
+                try:
+                    if _status(f"{base_url}/api/status") == 200:
+                        break
+                except (OSError, urllib.error.URLError):
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"JupyterLab did not answer within {SERVER_START_S} s:\n{_log_tail(log_path)}")
+                time.sleep(0.5)
+            yield base_url, log_path
+        finally:
+            _stop_server(proc)
+
+
+def _accept_dialogs(page) -> None:
+    """Accept a dialog JupyterLab may show on opening (e.g. kernel selection)."""
+    dialog_button = page.locator(".jp-Dialog .jp-mod-accept")
+    if dialog_button.count():
+        dialog_button.first.click()
+
+
+def test_lab_notebook_runs_in_jupyterlab(lab_server):
+    from playwright.sync_api import sync_playwright
+
+    base_url, log_path = lab_server
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 2400})
+            page.set_default_timeout(120_000)
+            page.goto(f"{base_url}/lab/tree/{NOTEBOOK.name}", wait_until="domcontentloaded")
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+            _accept_dialogs(page)
+            # the kernel must be ready before "Run All Cells" is useful
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.jp-StatusBar-TextItem, .jp-Toolbar-kernelStatus')]"
+                ".some(e => /Idle/.test(e.textContent || e.title || ''))",
+                timeout=180_000)
+            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).first.click()
+            page.locator('li[data-command="runmenu:run-all"], li[data-command="notebook:run-all-cells"]').first.click()
+
+            # all cells ran: the last cell's output names its second message
+            last_output = page.locator(".jp-OutputArea-output", has_text="Running late, be there in 10 minutes.")
+            last_output.last.wait_for(timeout=NOTEBOOK_RUN_MS)
+            rows = page.locator(RUN_ROWS)
+            rows.first.wait_for(timeout=60_000)
+            assert rows.count() == 1, "the programmatic run of the notebook should have made one row"
+
+            for label in ("what trains", "token read", "padding", "learning rate", "training messages"):
+                assert page.locator(".gptlib-lab .widget-label", has_text=label).first.is_visible(), label
+            run_button = page.locator("button.gptlib-run")
+            run_button.scroll_into_view_if_needed()
+            run_button.click()
+            page.wait_for_function(
+                f"() => document.querySelectorAll('{RUN_ROWS}').length >= 2", timeout=PANEL_RUN_MS)
+            page.wait_for_function(
+                "() => { const b = document.querySelector('button.gptlib-run'); return b && !b.disabled; }",
+                timeout=60_000)
+            curves = page.locator(".gptlib-curves circle.pt")
+            assert curves.count() > 0, "the live curves show no points"
+            status = page.locator(".gptlib-status").inner_text()
+            assert "done" in status, f"panel status after the run: {status!r}"
+
+            second = rows.nth(1).inner_text()
+            assert "gpt2-tiny" in second and re.search(r"\d+\.\d\d%", second), second
+
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            panel = page.locator(".gptlib-lab").first
+            panel.scroll_into_view_if_needed()
+            panel.screenshot(path=str(SCREENSHOT))
+        except Exception:
+            print(_log_tail(log_path))
+            raise
+        finally:
+            browser.close()
+    assert SCREENSHOT.stat().st_size > 10_000
