@@ -98,7 +98,7 @@ def trainable_summary(model: nn.Module) -> str:
     total = count_parameters(model)
     trainable = count_parameters(model, trainable_only=True)
     return (f"trainable {trainable:,} | frozen {total - trainable:,} | total {total:,} "
-            f"({100 * trainable / max(total, 1):.2f}% trainable)")
+            f"({100 * trainable / max(total, 1):.3g}% trainable)")
 
 
 def parameter_table(model: GPTModel) -> pd.DataFrame:

@@ -39,10 +39,11 @@ def calc_loss_loader(data_loader: DataLoader, model: torch.nn.Module, device: to
         return float("nan")
     n = _n_batches(data_loader, num_batches)
     total = 0.0
-    for i, (input_batch, target_batch) in enumerate(data_loader):
-        if i >= n:
-            break
-        total += calc_loss_batch(input_batch, target_batch, model, device, token, pad_token_id).item()
+    with torch.no_grad():  # a measurement: no autograd graph needed
+        for i, (input_batch, target_batch) in enumerate(data_loader):
+            if i >= n:
+                break
+            total += calc_loss_batch(input_batch, target_batch, model, device, token, pad_token_id).item()
     return total / n
 
 

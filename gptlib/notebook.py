@@ -1,0 +1,313 @@
+"""Helpers for the chapter notebooks in ``notebooks/``.
+
+* :func:`load_profile` gives every notebook the same settings: the book's run by default, or
+  a tiny offline one when ``GPTLIB_PROFILE=smoke`` (what the tests use).
+* :func:`show_source` shows the library's code in a notebook, so that cells never copy it.
+* :func:`load_base_model`, :func:`spam_data_file` and :func:`attention_weights` are the few
+  steps the notebooks share.
+* ``*_explorer`` functions build small interactive widgets around library functions.
+
+ipywidgets and IPython are imported only inside the functions that need them, so importing
+this module costs no more than importing gptlib itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import inspect
+import math
+import os
+import textwrap
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gptlib.classifier import add_classification_head, trainable_summary
+from gptlib.data import SPAM_SHA256, download_and_unzip_spam_data
+from gptlib.download import sha256_of
+from gptlib.model import GPTModel, get_config
+from gptlib.tokenizer import END_OF_TEXT_ID, get_tokenizer
+from gptlib.train import encode_message, predict_proba
+
+PROFILE_ENV = "GPTLIB_PROFILE"
+PROFILES = ("book", "smoke")
+SMOKE_DATA = "assets/sms_smoke.tsv"
+TRAINABLE_CHOICES = ("head", "last_block", "last_2_blocks", "all")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The settings a notebook runs with. Defaults are the book's run (``load_profile("book")``)."""
+
+    name: str = "book"
+    model: str = "gpt2-small (124M)"
+    weights: str = "pretrained"  # "pretrained" (OpenAI's GPT-2) or "random"
+    data_file: Path | None = None  # None: download the SMS Spam Collection (or use GPTLIB_DATA_DIR)
+    epochs: int = 5
+    batch_size: int = 8
+    lr: float = 5e-5
+    weight_decay: float = 0.1
+    eval_freq: int = 50  # steps between loss evaluations
+    eval_iter: int = 5  # batches per evaluation
+    accuracy_batches: int = 10  # batches for the accuracy before fine-tuning (the book's 10)
+    loss_batches: int = 5  # batches for the loss before fine-tuning (the book's 5)
+    seed: int = 123
+    device: str = "auto"
+    work_dir: Path = Path("runs/notebooks")  # split CSVs and the saved classifier
+    figures_dir: Path = Path("figures")  # loss and accuracy plots
+
+    def replace(self, **changes: Any) -> Profile:
+        """A copy with some settings changed, e.g. ``profile.replace(epochs=3)``."""
+        return dataclasses.replace(self, **changes)
+
+    def summary(self) -> str:
+        """The settings, one per line."""
+        width = max(len(f.name) for f in dataclasses.fields(self))
+        return "\n".join(f"{f.name:<{width}}  {getattr(self, f.name)}" for f in dataclasses.fields(self))
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The checkout's root (the folder holding ``pyproject.toml`` and ``gptlib/``).
+
+    Searched upwards from ``start`` (default: the current folder, which is ``notebooks/`` when
+    Jupyter or nbval runs a notebook); falls back to the current folder outside a checkout.
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "gptlib").is_dir():
+            return folder
+    return here
+
+
+def smoke_data_file() -> Path:
+    """The small made-up SMS file shipped with gptlib (200 lines, 26 spam) for fast offline runs."""
+    return Path(str(resources.files("gptlib").joinpath(SMOKE_DATA)))
+
+
+def load_profile(name: str | None = None, **overrides: Any) -> Profile:
+    """Settings for the notebooks: ``"book"`` (the default) or ``"smoke"``.
+
+    ``name=None`` reads ``$GPTLIB_PROFILE`` (unset means ``"book"``).
+
+    * ``book``: pretrained gpt2-small, the real SMS Spam Collection (downloaded, or the local
+      copy named by ``$GPTLIB_DATA_DIR``), the book's 5 epochs; plots go to ``figures/``.
+    * ``smoke``: a tiny randomly initialised model, 1 epoch, and a 200-message made-up data
+      file shipped in the package, unless ``$GPTLIB_DATA_DIR`` points at the real data. Runs
+      in seconds without a network; writes below ``runs/`` only, never to ``figures/``.
+
+    Keyword arguments override single settings, e.g. ``load_profile(epochs=2)``.
+    """
+    name = (name or os.environ.get(PROFILE_ENV) or "book").strip().lower()
+    if name not in PROFILES:
+        raise ValueError(f"Unknown profile {name!r} (from ${PROFILE_ENV}?); use one of {PROFILES}.")
+    root = project_root()
+    if name == "book":
+        profile = Profile(work_dir=root / "runs" / "notebooks", figures_dir=root / "figures")
+    else:
+        work = root / "runs" / "notebooks-smoke"
+        profile = Profile(
+            name="smoke", model="gpt2-tiny (test)", weights="random",
+            data_file=None if os.environ.get("GPTLIB_DATA_DIR") else smoke_data_file(),
+            epochs=1, eval_freq=2, eval_iter=2, accuracy_batches=2, loss_batches=2,
+            device="cpu", work_dir=work, figures_dir=work / "figures",
+        )
+    return profile.replace(**overrides) if overrides else profile
+
+
+def spam_data_file(profile: Profile) -> Path:
+    """The raw SMS file a profile uses: its ``data_file``, else the book's download step
+    (which takes a local copy from ``$GPTLIB_DATA_DIR`` instead of the network when set)."""
+    if profile.data_file is not None:
+        return Path(profile.data_file)
+    return download_and_unzip_spam_data()
+
+
+def is_book_data(path: str | Path) -> bool:
+    """True when ``path`` is byte for byte the real SMS Spam Collection the book uses."""
+    path = Path(path)
+    return path.is_file() and sha256_of(path) == SPAM_SHA256
+
+
+def load_base_model(profile: Profile) -> GPTModel:
+    """The profile's GPT-2, before any change: OpenAI's weights, or random ones (seeded), in eval mode."""
+    if profile.weights == "pretrained":
+        return GPTModel.from_pretrained(profile.model)
+    if profile.weights != "random":
+        raise ValueError(f"weights must be 'pretrained' or 'random'; got {profile.weights!r}.")
+    torch.manual_seed(profile.seed)
+    return GPTModel(get_config(profile.model)).eval()
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def source_of(obj: Any) -> str:
+    """The source code of a function, class or module, headed by where it lives."""
+    try:
+        source = inspect.getsource(obj)
+        file = Path(inspect.getsourcefile(obj) or "?")
+        _, line = inspect.getsourcelines(obj)
+    except (OSError, TypeError) as err:
+        raise TypeError(f"Cannot show the source of {obj!r}: {err}") from None
+    try:
+        shown = file.resolve().relative_to(project_root(file.parent))
+    except ValueError:
+        shown = Path(file.name)
+    return f"# {shown.as_posix()}, line {line}\n{textwrap.dedent(source)}"
+
+
+def show_source(obj: Any) -> None:
+    """Show the source of a gptlib function or class: highlighted in Jupyter, printed elsewhere."""
+    source = source_of(obj).rstrip("\n")
+    if not _in_notebook():
+        print(source)
+        return
+    from IPython.display import display
+
+    fence = "````" if "```" in source else "```"
+    display({"text/markdown": f"{fence}python\n{source}\n{fence}", "text/plain": source}, raw=True)
+
+
+# --- small computations the notebooks and widgets share ------------------------------------
+
+
+def describe_message(text: str, tokenizer=None, max_length: int = 120,
+                     pad_token_id: int = END_OF_TEXT_ID) -> dict[str, Any]:
+    """What the data pipeline makes of one message: its tokens, ids, and the padded sequence.
+
+    The padded (and, if needed, truncated) sequence comes from ``gptlib.train.encode_message``,
+    the function ``classify_review`` uses.
+    """
+    tokenizer = tokenizer or get_tokenizer()
+    ids = tokenizer.encode(text, disallowed_special=())
+    padded = encode_message(text, tokenizer, context_length=max(max_length, 1),
+                            max_length=max_length, pad_token_id=pad_token_id) if text.strip() else []
+    return {
+        "tokens": [tokenizer.decode([i]) for i in ids],
+        "ids": ids,
+        "n_tokens": len(ids),
+        "padded": padded,
+        "pad_tokens": max(max_length - len(ids), 0) if padded else 0,
+        "truncated_tokens": max(len(ids) - max_length, 0) if padded else 0,
+    }
+
+
+def attention_weights(model: GPTModel, input_ids: torch.Tensor, block: int = 0) -> torch.Tensor:
+    """Attention weights of one transformer block, worked out by hand: shape (heads, tokens, tokens).
+
+    ``softmax(Q K^T / sqrt(head_dim))`` with the causal mask, from the block's ``W_query`` and
+    ``W_key``, for the first message of ``input_ids`` (shape (1, tokens) or (tokens,)).
+    """
+    ids = input_ids if input_ids.dim() == 2 else input_ids.unsqueeze(0)
+    with torch.no_grad():
+        x = model.embed(ids[:1])
+        for earlier in model.trf_blocks[:block]:
+            x = earlier(x)
+        blk = model.trf_blocks[block]
+        att = blk.att
+        h = blk.norm1(x)
+        queries = att.split_heads(att.W_query(h))
+        keys = att.split_heads(att.W_key(h))
+        scores = queries @ keys.transpose(2, 3) / math.sqrt(att.head_dim)
+        n = ids.shape[1]
+        future = torch.triu(torch.ones(n, n, dtype=torch.bool, device=scores.device), diagonal=1)
+        scores = scores.masked_fill(future, -torch.inf)
+        return torch.softmax(scores, dim=-1)[0]
+
+
+# --- widgets (ipywidgets is imported inside each function) ---------------------------------
+
+
+def _message_html(info: dict[str, Any], max_length: int, pad_token_id: int) -> str:
+    if not info["ids"]:
+        return "<i>Type a message above.</i>"
+    pieces = " ".join(f"<code>{html.escape(repr(t))}</code>" for t in info["tokens"])
+    padded = ", ".join(
+        f"<b>{i}</b>" if pos >= info["n_tokens"] and i == pad_token_id else str(i)
+        for pos, i in enumerate(info["padded"])
+    )
+    note = (f"{info['truncated_tokens']} token(s) cut off" if info["truncated_tokens"]
+            else f"{info['pad_tokens']} pad token(s) ({pad_token_id}, shown in bold) added")
+    return (f"<p>{info['n_tokens']} tokens: {pieces}</p>"
+            f"<p>ids: <code>{info['ids']}</code></p>"
+            f"<p>padded to {max_length} ({note}):<br><code>[{padded}]</code></p>")
+
+
+def token_explorer(tokenizer=None, max_length: int = 120, pad_token_id: int = END_OF_TEXT_ID,
+                   value: str = "Do you have time"):
+    """A text box: type a message and see its tokens, ids and padded sequence."""
+    import ipywidgets as widgets
+
+    tokenizer = tokenizer or get_tokenizer()
+    text = widgets.Textarea(value=value, description="message", layout=widgets.Layout(width="95%"))
+    length = widgets.IntSlider(value=max_length, min=1, max=max(1024, max_length),
+                               description="max_length", continuous_update=False)
+    out = widgets.HTML()
+
+    def update(_=None) -> None:
+        info = describe_message(text.value, tokenizer, length.value, pad_token_id)
+        out.value = _message_html(info, length.value, pad_token_id)
+
+    text.observe(update, names="value")
+    length.observe(update, names="value")
+    update()
+    return widgets.VBox([text, length, out])
+
+
+def trainable_explorer(model: GPTModel, choices: tuple[str, ...] = TRAINABLE_CHOICES,
+                       value: str = "last_block"):
+    """A dropdown of what to train; shows ``trainable_summary`` of the resulting classifier.
+
+    Each choice builds a fresh classifier with ``add_classification_head`` (a copy), so
+    ``model`` is never changed. A model on the meta device makes this instant.
+    """
+    import ipywidgets as widgets
+
+    dropdown = widgets.Dropdown(options=list(choices), value=value, description="trainable")
+    out = widgets.HTML()
+
+    def update(_=None) -> None:
+        clf = add_classification_head(model, trainable=dropdown.value)
+        out.value = f"<code>{html.escape(trainable_summary(clf))}</code>"
+
+    dropdown.observe(update, names="value")
+    update()
+    return widgets.VBox([dropdown, out])
+
+
+def classify_explorer(model: GPTModel, tokenizer=None, device: str | torch.device = "cpu",
+                      max_length: int | None = None, token: str = "last",
+                      class_names: tuple[str, ...] = ("not spam", "spam"),
+                      value: str = "Congratulations! You have won a free holiday. Call now to claim."):
+    """A text box that classifies what is typed, with the class probabilities."""
+    import ipywidgets as widgets
+
+    tokenizer = tokenizer or get_tokenizer()
+    text = widgets.Textarea(value=value, description="message", layout=widgets.Layout(width="95%"))
+    out = widgets.HTML()
+
+    def update(_=None) -> None:
+        if not text.value.strip():
+            out.value = "<i>Type a message above.</i>"
+            return
+        probs = predict_proba(text.value, model, tokenizer, device, max_length=max_length, token=token)
+        best = max(range(len(probs)), key=probs.__getitem__)
+        shown = ", ".join(f"{name} {p:.1%}" for name, p in zip(class_names, probs, strict=False))
+        out.value = f"<b>{html.escape(class_names[best])}</b> ({shown})"
+
+    text.observe(update, names="value")
+    update()
+    return widgets.VBox([text, out])

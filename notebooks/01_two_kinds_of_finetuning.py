@@ -1,0 +1,180 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 1. Two kinds of fine-tuning
+#
+# **What this notebook covers.** A pretrained GPT-2 can be adapted in two broad ways:
+# *instruction fine-tuning* (the subject of the book's next chapter) and *classification
+# fine-tuning* (this chapter). We compare what each one needs (data, compute) and what each
+# one can do afterwards, and we see, in code, why a classifier can only ever answer with one
+# of its classes.
+#
+# **Book sections.** Chapter 6, section 6.1 (different categories of fine-tuning), with a
+# look ahead at 6.5 (the new output head).
+#
+# **Time.** Under a minute on a laptop CPU with the real model once GPT-2's weights are in
+# the cache (an estimate; the first run also downloads about 500 MB of weights). With
+# `GPTLIB_PROFILE=smoke` it takes a few seconds and needs no network.
+
+# %% tags=["parameters"]
+from gptlib.notebook import load_profile
+
+# None reads $GPTLIB_PROFILE: unset means "book" (pretrained gpt2-small, as in the book),
+# "smoke" means a tiny random model for quick offline runs (used by the tests).
+PROFILE = None
+profile = load_profile(PROFILE)
+print(profile)
+
+# %%
+import torch
+
+from gptlib import GPTModel, count_parameters, get_config, get_tokenizer
+from gptlib.classifier import add_classification_head
+from gptlib.notebook import load_base_model, show_source
+from gptlib.train import classify_review
+
+tokenizer = get_tokenizer()
+
+# %% [markdown]
+# ## Two ways to adapt a pretrained model
+#
+# After pretraining, GPT-2 does exactly one thing: given some text, it scores every one of
+# its 50,257 tokens as a candidate for the next token. Fine-tuning keeps what it learned
+# about language and points it at a narrower job. There are two common kinds of job:
+#
+# | | instruction fine-tuning | classification fine-tuning |
+# |---|---|---|
+# | the model learns to | follow a request written in plain language and write an answer | put a text into one of a fixed set of classes |
+# | training data | pairs of instruction and desired response, many different tasks | texts with a class label each, one task |
+# | output | free text, one token at a time, from the whole vocabulary | one score per class (here 2: *not spam*, *spam*) |
+# | head of the model | the pretrained 768 → 50,257 output layer is kept | replaced by a small new layer, 768 → 2 |
+# | usual amount of training | all layers; more data and compute | often only the top of the network; a few thousand labelled texts can do |
+# | after training it can | handle tasks it was never shown, phrased in new ways | only answer the question it was trained on, but does so reliably |
+#
+# A classifier is the specialist: it cannot explain itself or do anything else, but it is
+# cheap to train, easy to evaluate (accuracy is one number) and it never answers outside its
+# classes. The rest of the chapter builds one, an SMS spam filter.
+
+# %% [markdown]
+# ## A language model can answer with any token
+#
+# First we load the profile's GPT-2 (OpenAI's weights in the book profile; a tiny random
+# model in the smoke profile). The helper only picks between the two ways of building it:
+
+# %%
+show_source(load_base_model)
+
+# %%
+base_model = load_base_model(profile)
+
+# %% [markdown]
+# We ask it a yes/no question about a message. A pretrained (not instruction-tuned) model
+# has never been taught that a question wants an answer, so all it does is score the
+# possible next tokens. The output has one score per vocabulary entry at every position:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+prompt = ('Is the following text spam? Answer with yes or no: '
+          '"You have won a free cruise, call now to claim"')
+prompt_ids = torch.tensor([tokenizer.encode(prompt)])
+with torch.no_grad():
+    lm_logits = base_model(prompt_ids)
+print("input shape: ", tuple(prompt_ids.shape), "(batch, tokens)")
+print("output shape:", tuple(lm_logits.shape), "(batch, tokens, vocabulary)")
+
+# %% [markdown]
+# The five most likely next tokens. With the pretrained model they are usually not "yes" or
+# "no"; in the smoke profile the model is random, so they are arbitrary.
+
+# %%
+next_token_probs = torch.softmax(lm_logits[0, -1], dim=-1)
+top = torch.topk(next_token_probs, 5)
+for p, token_id in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+    print(f"{tokenizer.decode([token_id])!r:>16}  id {token_id:>5}  probability {p:.3g}")
+
+# %% [markdown]
+# Getting a reliable "yes"/"no" out of such a model is what instruction fine-tuning is
+# for: it needs many examples of requests and wanted answers, and it keeps the full
+# vocabulary, so the model *could* still answer "maybe", or write a poem.
+
+# %% [markdown]
+# ## A classifier can only answer with its classes
+#
+# Classification fine-tuning removes that freedom. `add_classification_head` (section 6.5,
+# notebook 3) swaps the 50,257-way output layer for a 2-way one. It works on a copy, so
+# `base_model` keeps its original head and this cell can be re-run safely.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+classifier = add_classification_head(base_model)
+print("outputs of the language model head:", base_model.out_head.out_features)
+print("outputs of the classifier head:    ", classifier.out_head.out_features)
+with torch.no_grad():
+    clf_logits = classifier(prompt_ids)
+print("classifier output shape:", tuple(clf_logits.shape), "(batch, tokens, classes)")
+
+# %% [markdown]
+# Whatever we feed it, even a question that has nothing to do with spam, the untrained
+# classifier answers with one of its two labels. Its answers are still random at this point:
+# training (notebook 5) is what makes them right.
+
+# %%
+messages = [
+    "Hey, are we still on for dinner tonight?",
+    "You are a winner! Reply now to claim your cash prize.",
+    "What is the capital of France?",
+    "Please write me a short poem about the sea.",
+]
+for text in messages:
+    print(f"{classify_review(text, classifier, tokenizer, 'cpu'):>9}  <- {text}")
+
+# %% [markdown]
+# The reason is plain arithmetic. The prediction is the index of the largest output, and a
+# layer with two outputs has only the indices 0 and 1. Here is a lone 768 → 2 layer applied
+# to 10,000 random vectors standing in for GPT-2's hidden states:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+torch.manual_seed(123)
+head = torch.nn.Linear(768, 2)
+hidden_states = torch.randn(10_000, 768)
+answers = head(hidden_states).argmax(dim=-1)
+print("every answer given:", answers.unique().tolist())
+
+# %% [markdown]
+# ## What each kind costs
+#
+# Instruction fine-tuning usually updates every weight. The book's classification recipe
+# trains only the new head, the last transformer block and the final layer norm. For
+# gpt2-small we can count both without loading any weights: a model built on PyTorch's
+# `meta` device has every parameter's shape but no memory behind it.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+with torch.device("meta"):
+    gpt2_small = GPTModel(get_config("gpt2-small (124M)"))
+small_classifier = add_classification_head(gpt2_small)
+print(f"gpt2-small, all parameters (book's layout):  {count_parameters(gpt2_small):>11,}")
+print(f"classifier, all parameters (2-way head):     {count_parameters(small_classifier):>11,}")
+print(f"classifier, trained by the book's recipe:    "
+      f"{count_parameters(small_classifier, trainable_only=True):>11,}")
+
+# %% [markdown]
+# About 6% of the classifier's weights (7.1 of 124 million) are trained, and the gradients only
+# have to flow through the top block. That is why the chapter's full run takes minutes on a
+# laptop.
+#
+# **Next:** notebook 2 prepares the SMS data the classifier learns from.

@@ -1,0 +1,336 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 2. The SMS data: imbalance, splits and padding
+#
+# **What this notebook covers.** Getting the SMS Spam Collection (download or a local copy),
+# how lopsided its classes are and how the book balances them, the 70/10/20 split, how long
+# the messages are in tokens, and how they are padded with `<|endoftext|>` (id 50256) into
+# equal-length batches: padding to the longest message of the whole training set (the
+# book's way) against padding each batch to its own longest message, and what each costs.
+# Validation and test messages are cut to the training length. At the end, a text box shows
+# what the pipeline makes of any message you type.
+#
+# **Book sections.** Chapter 6, sections 6.2 (preparing the dataset) and 6.3 (creating data
+# loaders); exercise 6.1 (padding to the full context).
+#
+# **Time.** Under a minute on a laptop CPU (an estimate; the first run downloads about
+# 200 kB). No model is needed. With `GPTLIB_PROFILE=smoke` it uses a small made-up data
+# file shipped with gptlib, unless `GPTLIB_DATA_DIR` points at a copy of the real data.
+
+# %% tags=["parameters"]
+from gptlib.notebook import load_profile
+
+# None reads $GPTLIB_PROFILE: unset means "book" (the real SMS Spam Collection, as in the
+# book), "smoke" means a 200-message made-up file shipped with gptlib (used by the tests).
+PROFILE = None
+profile = load_profile(PROFILE)
+print(profile)
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from gptlib import get_tokenizer
+from gptlib.data import (
+    SpamDataset,
+    create_balanced_dataset,
+    create_data_loaders,
+    download_and_unzip_spam_data,
+    map_labels,
+    random_split,
+    read_sms_spam,
+    save_splits,
+)
+from gptlib.notebook import describe_message, is_book_data, show_source, token_explorer
+from gptlib.tokenizer import END_OF_TEXT, END_OF_TEXT_ID
+
+tokenizer = get_tokenizer()
+split_dir = profile.work_dir / "data"
+
+# %% [markdown]
+# ## Getting the data
+#
+# The book downloads a zip from the UCI Machine Learning Repository (with a mirror as a
+# fallback) and unpacks the tab-separated file `SMSSpamCollection` from it. gptlib's
+# `download_and_unzip_spam_data` keeps the book's name and arguments and adds what a
+# classroom needs: the file is checked against its known sha256, it lands atomically (an
+# interrupted download never leaves a half file behind), a second call does nothing, and
+# without a network you can point `GPTLIB_DATA_DIR` at a folder holding the file or the zip.
+
+# %%
+if profile.data_file is None:
+    data_file = download_and_unzip_spam_data()  # downloads once, later calls reuse the file
+else:
+    data_file = profile.data_file  # the smoke profile's small made-up file
+BOOK_DATA = is_book_data(data_file)  # True: the real file, so the book's numbers apply
+print(data_file)
+print("this is the book's data file:", BOOK_DATA)
+
+# %% [markdown]
+# Each line is a label (`ham` or `spam`), a tab, and the message. The book reads it with
+# pandas' defaults:
+
+# %%
+df = read_sms_spam(data_file)
+df.head()
+
+# %% [markdown]
+# One quirk is worth knowing. Some messages begin with a double quote that is never closed.
+# With its default CSV quoting, pandas then reads on past the end of the line until the next
+# quote, gluing several messages into one row. The file has 5,574 lines; read the book's
+# way it gives 5,572 rows. gptlib reads it the book's way by default (the split, and so every
+# number in the chapter, depends on it); `strict=True` keeps every line.
+
+# %%
+strict_df = read_sms_spam(data_file, strict=True)
+print(f"rows read the book's way: {len(df):,}")
+print(f"rows with quoting off:    {len(strict_df):,}")
+merged = df[df["Text"].str.contains("\n")]
+print(f"rows that swallowed following lines: {len(merged)}")
+if len(merged):
+    print(repr(merged["Text"].iloc[0][:160]))
+if BOOK_DATA:
+    assert (len(df), len(strict_df)) == (5572, 5574)
+
+# %% [markdown]
+# ## Class imbalance
+#
+# Most text messages are harmless ("ham"); only about one in seven is spam.
+
+# %%
+counts = df["Label"].value_counts()
+class_table = pd.DataFrame({"messages": counts, "share": (counts / counts.sum()).round(3)})
+if BOOK_DATA:
+    assert counts.to_dict() == {"ham": 4825, "spam": 747}
+class_table
+
+# %%
+fig, ax = plt.subplots(figsize=(4, 3))
+ax.bar(counts.index, counts.values, color=["tab:blue", "tab:red"])
+for x, n in enumerate(counts.values):
+    ax.text(x, n, f"{n:,}", ha="center", va="bottom")
+ax.set_ylabel("messages")
+ax.set_title("Classes in the raw data")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Trained on such data, a model could reach about 87% accuracy by calling everything ham,
+# and accuracy would hide that it never catches any spam. The book keeps things simple and
+# *undersamples*: it keeps all spam messages and a random sample of the same number of ham
+# messages. That throws away most of the ham, which is acceptable here because the task is
+# easy and it keeps training short. (Other options: weight the loss by class, or report
+# precision and recall instead of accuracy alone.)
+
+# %%
+show_source(create_balanced_dataset)
+
+# %%
+balanced_df = create_balanced_dataset(df)
+balanced_counts = balanced_df["Label"].value_counts()
+if BOOK_DATA:
+    assert balanced_counts.to_dict() == {"ham": 747, "spam": 747}
+balanced_counts.to_frame("messages")
+
+# %% [markdown]
+# The labels become class ids: ham → 0, spam → 1. In the book, running that cell twice turns
+# the labels into NaN (the second mapping finds no "ham" or "spam" left). `map_labels`
+# returns a new table and leaves 0/1 alone, so running it again changes nothing:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+labelled_df = map_labels(balanced_df)
+print("labels after mapping:", sorted(labelled_df["Label"].unique().tolist()))
+print("mapping again changes nothing:", map_labels(labelled_df).equals(labelled_df))
+print("the input table is untouched:", balanced_df["Label"].isin(["ham", "spam"]).all())
+
+# %% [markdown]
+# ## Train, validation and test split
+#
+# One shuffle (with a fixed seed), then 70% for training, 10% for validation (watched during
+# training to choose settings) and the rest, 20%, for the final test. The split is saved as
+# three CSV files, which the datasets below read.
+
+# %%
+show_source(random_split)
+
+# %%
+train_df, validation_df, test_df = random_split(labelled_df, 0.7, 0.1)
+train_csv, validation_csv, test_csv = save_splits(train_df, validation_df, test_df, split_dir)
+split_sizes = {"train": len(train_df), "validation": len(validation_df), "test": len(test_df)}
+if BOOK_DATA:
+    assert split_sizes == {"train": 1045, "validation": 149, "test": 300}
+pd.DataFrame({
+    "messages": split_sizes,
+    "spam share": {"train": train_df["Label"].mean(), "validation": validation_df["Label"].mean(),
+                   "test": test_df["Label"].mean()},
+}).round(3)
+
+# %% [markdown]
+# ## How long are the messages in tokens?
+#
+# The model reads token ids from GPT-2's tokenizer. Most messages are short, but a few are
+# long, and that tail matters for padding.
+
+# %%
+train_lengths = [len(tokenizer.encode(t, disallowed_special=())) for t in train_df["Text"]]
+longest, mean_length = max(train_lengths), sum(train_lengths) / len(train_lengths)
+print(f"training messages: mean {mean_length:.1f} tokens, longest {longest}")
+if BOOK_DATA:
+    assert longest == 120
+
+fig, ax = plt.subplots(figsize=(6, 3))
+ax.hist(train_lengths, bins=40, color="tab:gray")
+ax.axvline(mean_length, color="tab:blue", linestyle="--", label=f"mean {mean_length:.0f}")
+ax.axvline(longest, color="tab:red", label=f"longest {longest}")
+ax.set_xlabel("tokens per training message")
+ax.set_ylabel("messages")
+ax.legend()
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Padding with `<|endoftext|>`
+#
+# A batch is one tensor, so its rows must have equal length. Shorter messages are filled up
+# on the right with a padding token. GPT-2 has no dedicated one; the book reuses
+# `<|endoftext|>`, id 50256. Three short messages show the idea; `SpamDataset` (the book's
+# class) pads every message to the longest one it holds:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+toy = pd.DataFrame({"Label": [0, 0, 1],
+                    "Text": ["Ok", "See you at 7 then", "WIN a prize now! Call 0800"]})
+toy_dataset = SpamDataset(toy, tokenizer)
+print("pad token:", repr(END_OF_TEXT), "=", END_OF_TEXT_ID)
+print("padded to", toy_dataset.max_length, "tokens:")
+for text, ids in zip(toy["Text"], toy_dataset.encoded_texts, strict=True):
+    print(f"  {ids}  <- {text!r}")
+
+# %%
+show_source(SpamDataset)
+
+# %% [markdown]
+# Now the real splits. The training set sets `max_length` (its longest message: 120 tokens
+# in the book); validation and test use the same length.
+
+# %%
+train_dataset = SpamDataset(train_csv, tokenizer)
+val_dataset = SpamDataset(validation_csv, tokenizer, max_length=train_dataset.max_length)
+test_dataset = SpamDataset(test_csv, tokenizer, max_length=train_dataset.max_length)
+print("max_length:", train_dataset.max_length)
+if BOOK_DATA:
+    assert train_dataset.max_length == 120
+
+# %% [markdown]
+# ### What padding costs
+#
+# Padding is wasted work: the model computes on pad tokens like on real ones. We count the
+# tokens the model processes in one epoch of training batches for three strategies:
+#
+# * **longest in the dataset** (the book): every message padded to the training set's
+#   longest message;
+# * **longest in the batch**: each batch padded to its own longest message
+#   (`padding="batch"`, which pads in the loader with `pad_collate`);
+# * **full context** (exercise 6.1): every message padded to GPT-2's 1,024 tokens.
+
+# %%
+def padding_cost(loader):
+    """(pad tokens, all tokens) over one pass through a loader."""
+    pads = total = 0
+    for inputs, _ in loader:
+        pads += int((inputs == END_OF_TEXT_ID).sum())
+        total += inputs.numel()
+    return pads, total
+
+
+strategies = {
+    "longest in the dataset (book)": SpamDataset(train_csv, tokenizer),
+    "longest in the batch": SpamDataset(train_csv, tokenizer, padding="batch"),
+    "full context, 1024": SpamDataset(train_csv, tokenizer, max_length=1024),
+}
+rows = []
+for name, dataset in strategies.items():
+    loader = create_data_loaders(dataset, val_dataset, test_dataset, batch_size=profile.batch_size)[0]
+    pads, total = padding_cost(loader)
+    rows.append({"padding": name, "tokens per epoch": total, "pad tokens": pads,
+                 "share that is padding": round(pads / total, 3)})
+pd.DataFrame(rows).set_index("padding")
+
+# %% [markdown]
+# On the book's data, padding to the dataset's longest message makes about three quarters
+# of all tokens padding; per-batch padding cuts the work by more than half; padding to 1,024
+# makes nearly everything padding, which is slow, and in the book's exercise 6.1 it also
+# hurts accuracy (test 78.33% instead of 95.67%). Per-batch padding gives the same
+# predictions only if the model reads the last *real* token of each message, because with
+# padding the last position of a row may be a pad token (notebook 4 shows this).
+
+# %% [markdown]
+# ### Truncation of validation and test messages
+#
+# Validation and test messages are cut to the training length: the model never saw longer
+# inputs during training. On the book's split no validation or test message is longer than
+# 120 tokens, so nothing is lost; other data (or a smaller training set) can differ.
+
+# %%
+for name, frame in (("validation", validation_df), ("test", test_df)):
+    lengths = [len(tokenizer.encode(t, disallowed_special=())) for t in frame["Text"]]
+    cut = sum(n > train_dataset.max_length for n in lengths)
+    print(f"{name}: longest {max(lengths)} tokens; {cut} message(s) cut to {train_dataset.max_length}")
+
+long_message = pd.DataFrame({"Label": [0], "Text": ["This message goes on and on. " * 40]})
+cut_dataset = SpamDataset(long_message, tokenizer, max_length=train_dataset.max_length)
+print(f"a {len(tokenizer.encode(long_message['Text'][0]))}-token message becomes "
+      f"{len(cut_dataset.encoded_texts[0])} tokens")
+
+# %% [markdown]
+# ## Data loaders
+#
+# Batches of 8, the training batches shuffled (with a fixed seed) and the last incomplete
+# training batch dropped, as in the book.
+
+# %%
+train_loader, val_loader, test_loader = create_data_loaders(
+    train_dataset, val_dataset, test_dataset, batch_size=profile.batch_size, seed=profile.seed)
+inputs, targets = next(iter(train_loader))
+print(f"batches: {len(train_loader)} train, {len(val_loader)} validation, {len(test_loader)} test")
+print("one batch:", tuple(inputs.shape), "token ids,", tuple(targets.shape), "labels")
+if BOOK_DATA:
+    assert (len(train_loader), len(val_loader), len(test_loader)) == (130, 19, 38)
+    assert tuple(inputs.shape) == (8, 120)
+
+# %% [markdown]
+# ## Try it: from a message to padded token ids
+#
+# Type a message to see its tokens, their ids, and the sequence the model receives after
+# padding (or truncation) to `max_length`. The work is done by gptlib's `encode_message`,
+# the same function `classify_review` uses. (The box needs a live Jupyter kernel; the line
+# below it prints the same for one message.)
+
+# %%
+token_explorer(tokenizer, max_length=train_dataset.max_length,
+               value="Are we still on for dinner tonight?")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+info = describe_message("Do you have time", tokenizer, max_length=8)
+print("tokens:", info["tokens"])
+print("ids:   ", info["ids"])
+print("padded:", info["padded"])
+
+# %% [markdown]
+# **Next:** notebook 3 turns GPT-2 into a classifier by replacing its output layer.

@@ -1,0 +1,254 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 4. Which output is the answer? Last-token logits, softmax and the loss
+#
+# **What this notebook covers.** The classifier still returns two scores for *every* input
+# position: shape `[batch, tokens, 2]`. We see why the book reads only the last position
+# (the causal attention mask, drawn as a picture), what goes wrong when that position is a
+# pad token, the alternatives gptlib offers (`first`, `last_real`, `mean`), how scores
+# become probabilities and a class label, and that cross-entropy is log-softmax followed by
+# the negative log-likelihood.
+#
+# **Book sections.** Chapter 6, sections 6.5 (the classification head's outputs) and 6.6
+# (calculating the classification loss and accuracy); exercise 6.3 (the first token).
+#
+# **Time.** Under a minute on a laptop CPU with the real model once GPT-2's weights are in
+# the cache (an estimate). With `GPTLIB_PROFILE=smoke` it takes seconds.
+
+# %% tags=["parameters"]
+from gptlib.notebook import load_profile
+
+# None reads $GPTLIB_PROFILE: unset means "book" (pretrained gpt2-small, as in the book),
+# "smoke" means a tiny random model for quick offline runs (used by the tests).
+PROFILE = None
+profile = load_profile(PROFILE)
+print(profile)
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+
+from gptlib import get_tokenizer
+from gptlib.classifier import (
+    TOKEN_CHOICES,
+    add_classification_head,
+    last_real_index,
+    select_token_logits,
+)
+from gptlib.data import CLASS_NAMES
+from gptlib.notebook import attention_weights, load_base_model, show_source
+from gptlib.train import calc_loss_batch, encode_message
+
+tokenizer = get_tokenizer()
+base_model = load_base_model(profile)
+classifier = add_classification_head(base_model)  # an untrained classifier; a fresh copy each run
+
+# %% [markdown]
+# ## One score pair per token
+#
+# The book's example input: four tokens in, a `[1, 4, 2]` tensor out. Every position gets
+# its own two class scores (logits), because a GPT model computes an output for each
+# position in parallel.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+ids = torch.tensor([tokenizer.encode("Do you have time")])
+print("token ids:", ids.tolist())
+with torch.no_grad():
+    logits = classifier(ids)
+print("outputs shape:", logits.shape)
+
+# %%
+print(logits)
+
+# %% [markdown]
+# ## The causal mask: only the last token has seen everything
+#
+# In GPT-2 each position may only attend to itself and the positions before it. Below, the
+# first transformer block's attention weights for a short message, worked out by hand from
+# the block's query and key weights (softmax of the scaled dot products, future positions
+# masked), next to the mask itself. Row *i* shows how much position *i* draws on each
+# position *j*; everything above the diagonal is zero.
+
+# %%
+show_source(attention_weights)
+
+# %%
+message = "Call me when you are free tonight"
+message_ids = torch.tensor([tokenizer.encode(message)])
+pieces = [tokenizer.decode([i]) for i in message_ids[0].tolist()]
+weights = attention_weights(base_model, message_ids, block=0)  # (heads, tokens, tokens)
+n = len(pieces)
+visible = torch.tril(torch.ones(n, n))
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+for ax, matrix, title in ((axes[0], visible, "causal mask (1 = may attend)"),
+                          (axes[1], weights[0], "block 0, head 0: attention weights")):
+    image = ax.imshow(matrix, cmap="viridis", vmin=0)
+    ax.set_xticks(range(n), pieces, rotation=60)
+    ax.set_yticks(range(n), pieces)
+    ax.set_xlabel("attended position (key)")
+    ax.set_ylabel("position (query)")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# So the first position knows only the first token, and only the last position has seen the
+# whole message: its output is the natural summary to classify. We can check this on the
+# model itself: change the last word, and only the last position's output changes.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+a = torch.tensor([tokenizer.encode("Do you have time")])
+b = torch.tensor([tokenizer.encode("Do you have money")])
+with torch.no_grad():
+    out_a, out_b = classifier(a), classifier(b)
+same = [torch.allclose(out_a[0, i], out_b[0, i], atol=1e-5) for i in range(a.shape[1])]
+print("positions whose output is unchanged:", same)
+
+# %% [markdown]
+# ## With right padding, the last position is a pad token
+#
+# In a batch, shorter messages are padded on the right with `<|endoftext|>` (50256). Then
+# position -1, the book's choice, is often a pad token rather than the end of the message:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+padded = torch.tensor([encode_message("Do you have time", tokenizer, context_length=1024, max_length=8)])
+print("padded ids:", padded.tolist())
+print("token at position -1:", repr(tokenizer.decode([padded[0, -1].item()])))
+print("last real token at index", last_real_index(padded).item(), "=",
+      repr(tokenizer.decode([padded[0, last_real_index(padded).item()].item()])))
+
+# %% [markdown]
+# The pad position has seen the message (and then four pad tokens), so the model *can* learn
+# to classify from there, and the book's run does. But its answer now depends on how much
+# padding there is. The last real token gives the same answer with or without padding:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+with torch.no_grad():
+    unpadded_logits = classifier(ids)
+    padded_logits = classifier(padded)
+print("'last' unchanged by padding:     ",
+      torch.allclose(select_token_logits(padded_logits, padded, "last"), unpadded_logits[:, -1], atol=1e-5))
+print("'last_real' unchanged by padding:",
+      torch.allclose(select_token_logits(padded_logits, padded, "last_real"), unpadded_logits[:, -1], atol=1e-5))
+
+# %% [markdown]
+# ## Four ways to pick the output
+#
+# `select_token_logits` reduces `[batch, tokens, classes]` to `[batch, classes]`:
+#
+# * `last`: position -1, the book's choice;
+# * `first`: position 0, which has seen only the first token (exercise 6.3; the book gets
+#   75.00% test accuracy with it, against 95.67% for the last token);
+# * `last_real`: each message's last non-pad token (the book's "flexible" bonus experiment
+#   reaches 98.33%);
+# * `mean`: the average over each message's real tokens.
+#
+# All training and evaluation functions in `gptlib.train` take `token=` to choose.
+
+# %%
+show_source(select_token_logits)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+texts = ["Do you have time", "WIN a free holiday now, call to claim"]
+batch = torch.tensor([encode_message(t, tokenizer, context_length=1024, max_length=12) for t in texts])
+with torch.no_grad():
+    batch_logits = classifier(batch)
+print("batch logits:", tuple(batch_logits.shape))
+print("last real index per message:", last_real_index(batch).tolist())
+for choice in TOKEN_CHOICES:
+    print(f"{choice:<10} -> {tuple(select_token_logits(batch_logits, batch, choice).shape)}")
+
+# %%
+for choice in TOKEN_CHOICES:
+    rows = select_token_logits(batch_logits, batch, choice).tolist()
+    print(f"{choice:<10}", "   ".join(f"[{x:+.3f}, {y:+.3f}]" for x, y in rows))
+
+# %% [markdown]
+# ## From logits to a label
+#
+# Softmax turns the two logits into probabilities that add up to 1; the predicted class is
+# the larger one. Softmax never changes which score is largest, so the book takes `argmax`
+# of the logits directly. (The classifier is untrained, so its answers mean nothing yet.)
+
+# %%
+last_logits = select_token_logits(batch_logits, batch, "last")
+probs = torch.softmax(last_logits, dim=-1)
+for text, p in zip(texts, probs, strict=True):
+    label = CLASS_NAMES[int(p.argmax())]
+    print(f"{label:>9}  p(not spam)={p[0]:.3f}  p(spam)={p[1]:.3f}  <- {text}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("probabilities sum to 1:", torch.allclose(probs.sum(dim=-1), torch.ones(len(texts))))
+print("argmax of probabilities == argmax of logits:",
+      torch.equal(probs.argmax(dim=-1), last_logits.argmax(dim=-1)))
+
+# %% [markdown]
+# ## The loss: cross-entropy = log-softmax + negative log-likelihood
+#
+# Accuracy counts right answers, but it cannot be differentiated, so training minimizes
+# cross-entropy instead: the negative log of the probability given to the correct class,
+# averaged over the batch. `F.cross_entropy` does it in one call; written out it is
+# `log_softmax` followed by `nll_loss` (which picks the correct class's entry and negates
+# it). A worked example with fixed numbers:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+example_logits = torch.tensor([[2.0, -1.0],    # confident "not spam"
+                               [0.5, 0.3],     # unsure
+                               [-0.5, 1.5]])   # confident "spam"
+example_targets = torch.tensor([0, 1, 1])
+log_probs = F.log_softmax(example_logits, dim=-1)
+by_hand = -log_probs[torch.arange(3), example_targets].mean()
+two_steps = F.nll_loss(log_probs, example_targets)
+one_step = F.cross_entropy(example_logits, example_targets)
+correct = log_probs[torch.arange(3), example_targets]
+print("log-probabilities of the correct class:", ", ".join(f"{v:.4f}" for v in correct.tolist()))
+print(f"by hand:                 {by_hand.item():.4f}")
+print(f"log_softmax + nll_loss:  {two_steps.item():.4f}")
+print(f"F.cross_entropy:         {one_step.item():.4f}")
+
+# %% [markdown]
+# The unsure middle example contributes most: the loss rewards confidence only when it is
+# right. The same identity holds for the classifier's output on a real batch, which is what
+# `calc_loss_batch` computes:
+
+# %%
+show_source(calc_loss_batch)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+targets = torch.tensor([0, 1])
+with torch.no_grad():
+    loss = calc_loss_batch(batch, targets, classifier, "cpu")
+    manual = F.nll_loss(F.log_softmax(classifier(batch)[:, -1, :], dim=-1), targets)
+print("calc_loss_batch == log_softmax + nll_loss:", torch.allclose(loss, manual))
+
+# %% [markdown]
+# **Further reading.** Sebastian Raschka, "Losses Learned — Optimizing Negative
+# Log-Likelihood and Cross-Entropy in PyTorch" (a blog article that works through these
+# functions and their equivalences in detail).
+#
+# **Next:** notebook 5 trains the classifier and evaluates it.

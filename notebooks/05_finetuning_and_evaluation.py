@@ -1,0 +1,313 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 5. Fine-tuning the classifier and evaluating it
+#
+# **What this notebook covers.** The chapter's whole run: accuracy and loss of the untrained
+# classifier, five epochs of fine-tuning with the book's training loop (how many examples it
+# has seen, accuracy after each epoch), the loss and accuracy plots, final accuracy on the
+# training, validation and test sets, classifying new messages, saving the classifier and
+# loading it back, and how to choose the number of epochs and fight overfitting with dropout
+# and weight decay.
+#
+# **Book sections.** Chapter 6, sections 6.6 (loss and accuracy before training), 6.7
+# (fine-tuning on supervised data) and 6.8 (using the LLM as a spam classifier).
+#
+# **Time.** Roughly 10 to 30 minutes on a laptop CPU with the real model (an estimate, and it
+# depends a lot on the machine: the book reports about 5 minutes on an M3 MacBook Air and
+# under half a minute on a data-centre GPU). With `GPTLIB_PROFILE=smoke` (tiny random model, 1 epoch, made-up data) it takes
+# seconds and the accuracies are meaningless; the steps are the same.
+
+# %% tags=["parameters"]
+from gptlib.notebook import load_profile
+
+# None reads $GPTLIB_PROFILE: unset means "book" (pretrained gpt2-small, real data, 5 epochs,
+# plots written to figures/), "smoke" means a tiny random model, 1 epoch and a small made-up
+# data file, writing only below runs/ (used by the tests).
+PROFILE = None
+profile = load_profile(PROFILE)
+print(profile)
+
+# %%
+import time
+
+import pandas as pd
+import torch
+
+from gptlib import GPTModel, get_config, get_device, get_tokenizer
+from gptlib.classifier import (
+    add_classification_head,
+    load_classifier,
+    save_classifier,
+    trainable_summary,
+)
+from gptlib.data import CLASS_NAMES, SpamDataset, create_data_loaders, prepare_spam_splits
+from gptlib.notebook import classify_explorer, load_base_model, show_source, spam_data_file
+from gptlib.plots import plot_training
+from gptlib.train import (
+    calc_accuracy_loader,
+    calc_loss_loader,
+    classification_metrics,
+    classify_review,
+    train_classifier_simple,
+)
+
+tokenizer = get_tokenizer()
+device = get_device(profile.device)
+print("device:", device)
+
+# %% [markdown]
+# ## Data and model
+#
+# The data steps of notebook 2 in a few lines: the balanced 70/10/20 split as CSV files,
+# three datasets padded to the longest training message, and the loaders (batches of 8).
+
+# %%
+data_file = spam_data_file(profile)
+train_csv, validation_csv, test_csv = prepare_spam_splits(data_file, profile.work_dir / "data")
+train_dataset = SpamDataset(train_csv, tokenizer)
+val_dataset = SpamDataset(validation_csv, tokenizer, max_length=train_dataset.max_length)
+test_dataset = SpamDataset(test_csv, tokenizer, max_length=train_dataset.max_length)
+train_loader, val_loader, test_loader = create_data_loaders(
+    train_dataset, val_dataset, test_dataset, batch_size=profile.batch_size, seed=profile.seed)
+print(f"{len(train_dataset)}/{len(val_dataset)}/{len(test_dataset)} messages, "
+      f"max_length {train_dataset.max_length}, "
+      f"{len(train_loader)}/{len(val_loader)}/{len(test_loader)} batches")
+
+# %% [markdown]
+# The profile's GPT-2 (pretrained gpt2-small in the book profile) and the book's new head:
+# last block and final norm trainable (notebook 3). `base_model` itself is never changed;
+# each cell that needs a classifier makes its own copy, so cells can be re-run in any order.
+
+# %%
+base_model = load_base_model(profile).to(device)
+untrained = add_classification_head(base_model)
+print(trainable_summary(untrained))
+
+# %% [markdown]
+# ## Before fine-tuning
+#
+# The new head is random, so with two balanced classes the accuracy should be near 50%. The
+# book measures it on the first 10 batches of each loader (46.25% train, 45.00% validation,
+# 48.75% test) and the loss on the first 5 (2.453, 2.583, 2.322).
+
+# %%
+n_acc, n_loss = profile.accuracy_batches, profile.loss_batches
+before = pd.DataFrame({
+    f"accuracy ({n_acc} batches)": {
+        name: calc_accuracy_loader(loader, untrained, device, num_batches=n_acc)
+        for name, loader in (("train", train_loader), ("validation", val_loader), ("test", test_loader))},
+})
+with torch.no_grad():
+    before[f"loss ({n_loss} batches)"] = [
+        calc_loss_loader(loader, untrained, device, num_batches=n_loss)
+        for loader in (train_loader, val_loader, test_loader)]
+before.round(4)
+
+# %% [markdown]
+# ## Fine-tuning
+#
+# The book's loop, `train_classifier_simple`: for every batch, loss (cross-entropy on the
+# last token's logits, notebook 4), backward pass, optimizer step. Every `eval_freq` steps it
+# records the loss on `eval_iter` batches of training and validation data; after each epoch
+# the accuracy on `eval_iter` batches of each. It counts the *examples seen* (messages, not
+# tokens) for the plots. The optimizer is AdamW with the book's learning rate 5e-5 and
+# weight decay 0.1.
+
+# %%
+show_source(train_classifier_simple)
+
+# %% [markdown]
+# The training cell starts from a fresh copy of the untrained classifier each time it runs,
+# and sets the seed right before training as the book does, so running it again repeats the
+# same run instead of training further.
+
+# %%
+classifier = add_classification_head(base_model)
+torch.manual_seed(profile.seed)
+optimizer = torch.optim.AdamW(classifier.parameters(), lr=profile.lr, weight_decay=profile.weight_decay)
+start = time.perf_counter()
+train_losses, val_losses, train_accs, val_accs, examples_seen = train_classifier_simple(
+    classifier, train_loader, val_loader, optimizer, device,
+    num_epochs=profile.epochs, eval_freq=profile.eval_freq, eval_iter=profile.eval_iter,
+    progress=True)
+minutes = (time.perf_counter() - start) / 60
+print(f"Training took {minutes:.2f} minutes; {examples_seen:,} examples seen "
+      f"({profile.epochs} epochs x {len(train_loader)} batches x {profile.batch_size}).")
+
+# %% [markdown]
+# Accuracy after each epoch (on `eval_iter` batches only, so it moves in coarse steps). The
+# book's run: 70.00/72.50, 82.50/85.00, 90.00/90.00, 100.00/97.50, 100.00/97.50 percent
+# (train/validation).
+
+# %%
+pd.DataFrame({"train accuracy": train_accs, "validation accuracy": val_accs},
+             index=pd.RangeIndex(1, len(train_accs) + 1, name="epoch")).round(4)
+
+# %% [markdown]
+# ## Plots
+#
+# `plot_training` draws the book's two figures, with epochs below and examples seen above,
+# and writes each as PNG and PDF: to `figures/` in the book profile, below `runs/` in the
+# smoke profile (so a quick test run never overwrites the real figures).
+
+# %%
+loss_figure, accuracy_figure = plot_training(
+    train_losses, val_losses, train_accs, val_accs, examples_seen, profile.epochs,
+    output_dir=profile.figures_dir)
+print("figures written to", profile.figures_dir)
+
+# %% [markdown]
+# ## Final accuracy
+#
+# Now on every batch of each split. The book: 97.21% training, 97.32% validation, 95.67%
+# test. Test accuracy a little below validation accuracy is expected: the settings were
+# chosen while watching the validation set, so it is no longer entirely unseen.
+
+# %%
+final = {name: calc_accuracy_loader(loader, classifier, device)
+         for name, loader in (("train", train_loader), ("validation", val_loader), ("test", test_loader))}
+for name, acc in final.items():
+    print(f"{name.capitalize()} accuracy: {acc * 100:.2f}%")
+
+# %% [markdown]
+# Accuracy hides which mistakes are made. For a spam filter, flagging a friend's message
+# (a false positive) is usually worse than letting one spam through; precision and recall
+# for the spam class, and the confusion matrix, show the two kinds separately:
+
+# %%
+metrics = classification_metrics(test_loader, classifier, device)
+print(f"spam precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f}, F1 {metrics['f1']:.3f}")
+pd.DataFrame(metrics["confusion_matrix"],
+             index=[f"true {c}" for c in CLASS_NAMES], columns=[f"predicted {c}" for c in CLASS_NAMES])
+
+# %% [markdown]
+# ## Classifying new messages
+#
+# `classify_review` (the book's name) tokenizes a message, pads it to the training length,
+# and returns the label of the larger logit at the last position. With the book's run both
+# examples come out right: the first is spam, the second is not.
+
+# %%
+show_source(classify_review)
+
+# %%
+examples = [
+    "You are a winner you have been specially selected to receive $1000 cash or a $2000 award.",
+    "Hey, just wanted to check if we're still on for dinner tonight? Let me know!",
+]
+for text in examples:
+    label = classify_review(text, classifier, tokenizer, device, max_length=train_dataset.max_length)
+    print(f"{label:>9}  <- {text}")
+
+# %% [markdown]
+# Try your own messages (needs a live Jupyter kernel):
+
+# %%
+classify_explorer(classifier, tokenizer, device, max_length=train_dataset.max_length)
+
+# %% [markdown]
+# ## Saving and loading the classifier
+#
+# The book saves only the state dict, so loading needs code that rebuilds the same model
+# first. `save_classifier` also stores the model config (with the number of classes) and
+# whatever else is needed to use it: here the padding length, which token is read and the
+# class names. `load_classifier` rebuilds the model from that and returns it in eval mode,
+# with the stored settings.
+
+# %%
+checkpoint = save_classifier(classifier, profile.work_dir / "classifier.pth",
+                             max_length=train_dataset.max_length, token="last",
+                             pad_token_id=train_dataset.pad_token_id, class_names=list(CLASS_NAMES))
+print("saved", checkpoint)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+reloaded, meta = load_classifier(checkpoint, device=device)
+print("stored with the weights:", sorted(meta))
+inputs, _ = next(iter(test_loader))
+with torch.no_grad():
+    same = torch.equal(reloaded(inputs.to(device)), classifier(inputs.to(device)))
+print("reloaded classifier gives identical logits:", same)
+
+# %%
+for text in examples:
+    print(f"{classify_review(text, reloaded, tokenizer, device, max_length=meta['max_length']):>9}  <- {text}")
+
+# %% [markdown]
+# The same checkpoint works from the command line:
+#
+# ```bash
+# python -m gptlib classify runs/notebooks/classifier.pth "You won a prize! Call now" "See you at 6?"
+# ```
+
+# %% [markdown]
+# ## How many epochs? Overfitting, dropout and weight decay
+#
+# There is no formula for the number of epochs. Watch the validation curves: while
+# validation loss falls, training helps; when training loss keeps falling but validation
+# loss stalls or rises, the model has started to memorize the training messages
+# (overfitting), and more epochs only make it worse. The book's five epochs stop about where
+# validation accuracy levels off. In practice: train a little longer than needed, keep the
+# checkpoint with the best validation score, and confirm once on the test set.
+
+# %%
+best_epoch = max(range(len(val_accs)), key=val_accs.__getitem__) + 1
+print(f"best validation accuracy after epoch {best_epoch} of {len(val_accs)}: {val_accs[best_epoch - 1]:.2%}")
+if len(val_losses) > 1:
+    print(f"validation loss from first to last evaluation: {val_losses[0]:.3f} -> {val_losses[-1]:.3f}")
+
+# %% [markdown]
+# Two standard brakes on overfitting, both off or small in the book's run:
+#
+# * **Dropout** randomly zeroes activations during training, so the network cannot rely on
+#   any single path. GPT-2's configs have `drop_rate` 0.0; load with e.g.
+#   `GPTModel.from_pretrained(name, drop_rate=0.1)` (or `--drop-rate 0.1` on the command
+#   line) to switch it on. It acts only in training mode: in eval mode the model is
+#   deterministic again.
+# * **Weight decay** pulls every weight a little towards zero at each step, which favours
+#   simpler solutions. In AdamW it is separate from the gradient step: each step multiplies
+#   a weight by `1 - lr * weight_decay` (for the book's settings, 1 - 5e-5 * 0.1).
+#
+# Both, demonstrated on small examples that do not depend on the profile:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+torch.manual_seed(123)
+with_dropout = GPTModel(get_config("gpt2-tiny (test)", drop_rate=0.1))
+ids = torch.tensor([tokenizer.encode("Do you have time")])
+with torch.no_grad():
+    with_dropout.train()
+    print("training mode, two passes agree:", torch.equal(with_dropout(ids), with_dropout(ids)))
+    with_dropout.eval()
+    print("eval mode, two passes agree:    ", torch.equal(with_dropout(ids), with_dropout(ids)))
+
+weight = torch.nn.Parameter(torch.ones(3))
+decaying = torch.optim.AdamW([weight], lr=5e-5, weight_decay=0.1)
+weight.grad = torch.zeros(3)  # no gradient at all: only the decay acts
+decaying.step()
+print(f"a weight of 1.0 after one AdamW step without gradient: {weight[0].item():.6f}")
+
+# %% [markdown]
+# To compare settings, rerun this notebook with a changed profile, e.g.
+# `profile = load_profile(epochs=3)` in the configuration cell, or use the command line:
+#
+# ```bash
+# python -m gptlib finetune --epochs 3 --drop-rate 0.1 --weight-decay 0.05 --output runs/try1 --figures runs/try1
+# ```
+#
+# That completes the chapter: a pretrained GPT-2 turned into a spam filter by replacing one
+# layer and training a small part of the network for a few minutes.

@@ -1,0 +1,122 @@
+"""Rebuild the chapter notebooks from their percent-format scripts.
+
+The ``NN_*.py`` scripts are the files to edit. This script
+
+1. syncs each script with its ``.ipynb`` (``jupytext --sync``; the newer file wins, so an edit
+   made in Jupyter to the ``.ipynb`` is carried back into the script too),
+2. executes each notebook with ``GPTLIB_PROFILE=smoke`` (tiny model, made-up data, offline;
+   a few seconds each), in ``notebooks/`` as nbval does, and
+3. stores outputs only for cells marked ``# NBVAL_CHECK_OUTPUT`` (with their execution
+   count, without which nbval ignores a stored output): those are what nbval compares
+   against. All other outputs and counts, and the execution metadata, are removed, so the
+   ``.ipynb`` files stay small and diff cleanly.
+
+Usage (from the repository root)::
+
+    .venv/bin/python notebooks/build.py                  # all notebooks
+    .venv/bin/python notebooks/build.py 03_replacing_the_output_head.py 04   # some (prefix is enough)
+    .venv/bin/python notebooks/build.py --sync-only      # steps 1 only, no execution
+
+A notebook whose execution fails is left unchanged on disk and the script exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+KEEP_NOTEBOOK_METADATA = ("jupytext", "kernelspec")
+
+
+def chapter_scripts(names: list[str]) -> list[Path]:
+    """The NN_*.py scripts to build: all, or those named (a name, a file, or a prefix like "03")."""
+    every = sorted(HERE.glob("[0-9][0-9]_*.py"))
+    if not names:
+        return every
+    chosen = []
+    for name in names:
+        stem = Path(name).name.removesuffix(".py").removesuffix(".ipynb")
+        matches = [p for p in every if p.stem == stem] or [p for p in every if p.stem.startswith(stem)]
+        if len(matches) != 1:
+            sys.exit(f"{name!r} matches {len(matches)} notebook scripts in {HERE}; "
+                     f"choose from: {', '.join(p.name for p in every)}")
+        chosen.append(matches[0])
+    return chosen
+
+
+def sync(script: Path) -> None:
+    subprocess.run([sys.executable, "-m", "jupytext", "--sync", "--quiet", str(script)], check=True)
+
+
+def strip_outputs(nb) -> None:
+    """Keep outputs only in NBVAL_CHECK_OUTPUT cells; drop other outputs and run metadata.
+
+    nbval treats a cell without an execution count as never run and refuses stored outputs
+    there, so checked cells keep their count from the smoke run; all others lose it.
+    """
+    nb.metadata = {k: v for k, v in nb.metadata.items() if k in KEEP_NOTEBOOK_METADATA}
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        if cell.cell_type != "code":
+            continue
+        if CHECK_MARK not in cell.source:
+            cell.execution_count = None
+            cell.outputs = []
+
+
+def execute(ipynb: Path, timeout: int) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(ipynb, as_version=4)
+    env_profile = os.environ.get("GPTLIB_PROFILE")
+    os.environ["GPTLIB_PROFILE"] = "smoke"  # the kernel inherits this process's environment
+    try:
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(HERE)}}).execute()
+    finally:
+        if env_profile is None:
+            os.environ.pop("GPTLIB_PROFILE", None)
+        else:
+            os.environ["GPTLIB_PROFILE"] = env_profile
+    strip_outputs(nb)
+    nbformat.write(nb, ipynb)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="*", help="scripts to build (default: all NN_*.py)")
+    parser.add_argument("--sync-only", action="store_true", help="only pair scripts and notebooks")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    args = parser.parse_args(argv)
+    failed = []
+    for script in chapter_scripts(args.notebooks):
+        sync(script)
+        if args.sync_only:
+            print(f"synced {script.name}")
+            continue
+        start = time.perf_counter()
+        try:
+            execute(script.with_suffix(".ipynb"), args.timeout)
+        except Exception as err:  # report and go on with the other notebooks
+            failed.append(script.name)
+            print(f"FAILED {script.name}: {type(err).__name__}: {str(err)[-2000:]}", file=sys.stderr)
+            continue
+        # The script's text is unchanged (it holds no outputs); refresh its time stamp so that
+        # jupytext does not take the just-written .ipynb for a newer edit.
+        os.utime(script)
+        print(f"built {script.with_suffix('.ipynb').name} in {time.perf_counter() - start:.1f} s")
+    if failed:
+        print(f"{len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
