@@ -322,6 +322,7 @@ class SpamDataset(Dataset):
 
     @property
     def num_classes(self) -> int:
+        """Highest class id + 1 (a split may lack some class; pass the head's width explicitly then)."""
         return max(self.labels) + 1
 
 

@@ -191,12 +191,15 @@ def train_classifier_simple(
 
 
 def classification_metrics(data_loader: DataLoader, model: torch.nn.Module, device: torch.device | str,
-                           num_classes: int = 2, num_batches: int | None = None, token: str = "last",
+                           num_classes: int | None = None, num_batches: int | None = None, token: str = "last",
                            pad_token_id: int = 50256) -> dict[str, Any]:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix (rows: true, columns: predicted).
 
-    For two classes, ``precision``/``recall``/``f1`` are those of class 1 (spam).
+    ``num_classes`` defaults to the width of the model's head. For two classes,
+    ``precision``/``recall``/``f1`` are those of class 1 (spam).
     """
+    if num_classes is None:
+        num_classes = model.out_head.out_features
     preds, targets = _predictions(data_loader, model, device, num_batches, token, pad_token_id)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     for t, p in zip(targets.tolist(), preds.tolist()):
