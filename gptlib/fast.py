@@ -27,6 +27,7 @@ from contextlib import nullcontext
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from gptlib.classifier import last_real_index, select_token_logits
 from gptlib.model import GPTModel
@@ -168,7 +169,8 @@ class CachedClassifier(nn.Module):
             x[i, : lengths[i]] = act.to(device=x.device, dtype=x.dtype)
         return x
 
-    def warm_up(self, datasets: Iterable, token: str = "last", batch_size: int = 32) -> None:
+    def warm_up(self, datasets: Iterable, token: str = "last", batch_size: int = 32,
+                progress: bool = False) -> None:
         """Fill the cache from the datasets' token ids, grouped by length, without touching any
         DataLoader (so the global random state, and with it the book's run, is unchanged)."""
         if not self.reuse_on():
@@ -176,7 +178,8 @@ class CachedClassifier(nn.Module):
         device = self.model.tok_emb.weight.device
         rows = sorted(((_needed(ids, token, ds.pad_token_id), ds.pad_token_id)
                        for ds in datasets for ids in ds.encoded_texts), key=lambda r: -len(r[0]))
-        for start in range(0, len(rows), batch_size):
+        starts = range(0, len(rows), batch_size)
+        for start in tqdm(starts, desc="frozen layers, once per message", unit="batch", disable=not progress):
             chunk = rows[start: start + batch_size]
             width = len(chunk[0][0])
             batch = torch.full((len(chunk), width), chunk[0][1], dtype=torch.long)

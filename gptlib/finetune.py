@@ -217,7 +217,7 @@ def run_finetune(cfg: FinetuneConfig | None = None, *, callback=None, progress: 
             f"Kept activations need about {need / 2**20:,.0f} MiB ({runner.cache_dtype}); "
             f"limit {runner.max_cache_bytes / 2**30:.1f} GiB.")
         if runner.reuse_on():
-            runner.warm_up(datasets, token=cfg.token)
+            runner.warm_up(datasets, token=cfg.token, progress=progress)
 
     torch.manual_seed(cfg.seed)
     # fast mode also takes PyTorch's fused AdamW (one kernel per step instead of many; the
