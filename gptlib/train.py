@@ -198,9 +198,11 @@ def classification_metrics(data_loader: DataLoader, model: torch.nn.Module, devi
     ``num_classes`` defaults to the width of the model's head. For two classes,
     ``precision``/``recall``/``f1`` are those of class 1 (spam).
     """
-    if num_classes is None:
-        num_classes = model.out_head.out_features
     preds, targets = _predictions(data_loader, model, device, num_batches, token, pad_token_id)
+    if num_classes is None:
+        head = getattr(model, "out_head", None)
+        seen = int(max(preds.max(), targets.max())) + 1 if len(targets) else 2
+        num_classes = head.out_features if isinstance(head, torch.nn.Linear) else max(2, seen)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     for t, p in zip(targets.tolist(), preds.tolist()):
         confusion[t, p] += 1
