@@ -9,8 +9,8 @@ weights identically), the book's seeds and settings:
 * ``fast``: gptlib, ``speed="fast"`` (last real token, per-batch padding, length grouping,
   bf16 where the CPU/GPU does it fast).
 
-    python benchmarks/finetune_speed.py            # the full 5-epoch run (about 20 min here)
-    python benchmarks/finetune_speed.py --quick    # a few minutes: 1 epoch on 200 training messages
+    python benchmarks/finetune_speed.py            # the full 5-epoch run (about 50 min on 2 cores)
+    python benchmarks/finetune_speed.py --quick    # about 10 min: 1 epoch on 200 training messages
 
 The last line reads ``book-exact speedup N.NNx, fast-mode speedup N.NNx``.
 """
