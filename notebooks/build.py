@@ -1,6 +1,6 @@
-"""Rebuild the chapter notebooks from their percent-format scripts.
+"""Rebuild the chapter notebooks and the assignments from their percent-format scripts.
 
-The ``NN_*.py`` scripts are the files to edit. This script
+The ``NN_*.py`` scripts (and ``assignments/A*.py``) are the files to edit. This script
 
 1. syncs each script with its ``.ipynb`` (``jupytext --sync``; the newer file wins, so an edit
    made in Jupyter to the ``.ipynb`` is carried back into the script too),
@@ -13,8 +13,8 @@ The ``NN_*.py`` scripts are the files to edit. This script
 
 Usage (from the repository root)::
 
-    .venv/bin/python notebooks/build.py                  # all notebooks
-    .venv/bin/python notebooks/build.py 03_replacing_the_output_head.py 04   # some (prefix is enough)
+    .venv/bin/python notebooks/build.py                  # all notebooks and assignments
+    .venv/bin/python notebooks/build.py 03_replacing_the_output_head.py 04 A02   # some (prefix is enough)
     .venv/bin/python notebooks/build.py --sync-only      # steps 1 only, no execution
 
 A notebook whose execution fails is left unchanged on disk and the script exits non-zero.
@@ -35,18 +35,18 @@ KEEP_NOTEBOOK_METADATA = ("jupytext", "kernelspec")
 
 
 def chapter_scripts(names: list[str]) -> list[Path]:
-    """The NN_*.py scripts to build: all, or those named (a name, a file, or a prefix like "03")."""
-    every = sorted(HERE.glob("[0-9][0-9]_*.py"))
+    """The scripts to build (``NN_*.py`` here, ``assignments/A*.py``): all, or those named
+    (a name, a file, or a prefix like "03" or "A02")."""
+    every = sorted(HERE.glob("[0-9][0-9]_*.py")) + sorted((HERE / "assignments").glob("A[0-9][0-9]_*.py"))
     if not names:
         return every
     chosen = []
     for name in names:
         stem = Path(name).name.removesuffix(".py").removesuffix(".ipynb")
         matches = [p for p in every if p.stem == stem] or [p for p in every if p.stem.startswith(stem)]
-        if len(matches) != 1:
-            sys.exit(f"{name!r} matches {len(matches)} notebook scripts in {HERE}; "
-                     f"choose from: {', '.join(p.name for p in every)}")
-        chosen.append(matches[0])
+        if not matches:
+            sys.exit(f"{name!r} matches no notebook script; choose from: {', '.join(p.name for p in every)}")
+        chosen += [p for p in matches if p not in chosen]  # a prefix may pick several ("A": all assignments)
     return chosen
 
 
@@ -79,7 +79,7 @@ def execute(ipynb: Path, timeout: int) -> None:
     os.environ["GPTLIB_PROFILE"] = "smoke"  # the kernel inherits this process's environment
     try:
         NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(HERE)}}).execute()
+                       resources={"metadata": {"path": str(ipynb.parent)}}).execute()  # as nbval does
     finally:
         if env_profile is None:
             os.environ.pop("GPTLIB_PROFILE", None)
@@ -91,7 +91,7 @@ def execute(ipynb: Path, timeout: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("notebooks", nargs="*", help="scripts to build (default: all NN_*.py)")
+    parser.add_argument("notebooks", nargs="*", help="scripts to build (default: all NN_*.py and assignments/A*.py)")
     parser.add_argument("--sync-only", action="store_true", help="only pair scripts and notebooks")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
     args = parser.parse_args(argv)

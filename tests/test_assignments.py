@@ -71,7 +71,7 @@ def test_pair_in_sync_and_conventions(ipynb: Path):
                 for c in jupytext.read(path).cells]
 
     assert cells(ipynb) == cells(ipynb.with_suffix(".py")), (
-        f"{ipynb.name} and its .py differ; run `.venv/bin/python notebooks/assignments/build.py {ipynb.stem}`")
+        f"{ipynb.name} and its .py differ; run `.venv/bin/python notebooks/build.py {ipynb.stem}`")
     nb = read(ipynb)
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", ())]
