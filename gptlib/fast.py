@@ -169,23 +169,34 @@ class CachedClassifier(nn.Module):
             x[i, : lengths[i]] = act.to(device=x.device, dtype=x.dtype)
         return x
 
-    def warm_up(self, datasets: Iterable, token: str = "last", batch_size: int = 32,
+    def warm_up(self, datasets: Iterable, token: str = "last", batch_tokens: int = 4096,
                 progress: bool = False) -> None:
-        """Fill the cache from the datasets' token ids, grouped by length, without touching any
-        DataLoader (so the global random state, and with it the book's run, is unchanged)."""
+        """Fill the cache from the datasets' token ids, without touching any DataLoader (so the
+        global random state, and with it the book's run, is unchanged).
+
+        Each distinct message is computed once; messages are sorted by length and batched up to
+        ``batch_tokens`` tokens, so batches hold little padding and the matrix products are
+        large enough to run near the machine's peak.
+        """
         if not self.reuse_on():
             return
         device = self.model.tok_emb.weight.device
-        rows = sorted(((_needed(ids, token, ds.pad_token_id), ds.pad_token_id)
-                       for ds in datasets for ids in ds.encoded_texts), key=lambda r: -len(r[0]))
-        starts = range(0, len(rows), batch_size)
-        for start in tqdm(starts, desc="frozen layers, once per message", unit="batch", disable=not progress):
-            chunk = rows[start: start + batch_size]
-            width = len(chunk[0][0])
-            batch = torch.full((len(chunk), width), chunk[0][1], dtype=torch.long)
-            for i, (ids, _) in enumerate(chunk):
+        pads = {ds.pad_token_id for ds in datasets}
+        if len(pads) != 1:
+            raise ValueError(f"The datasets use different pad ids {sorted(pads)}; warm them up separately.")
+        pad = pads.pop()
+        unique = dict.fromkeys(tuple(_needed(ids, token, pad)) for ds in datasets for ids in ds.encoded_texts)
+        rows = sorted(unique, key=len, reverse=True)
+        chunks, start = [], 0
+        while start < len(rows):
+            size = max(1, batch_tokens // len(rows[start]))
+            chunks.append(rows[start: start + size])
+            start += size
+        for chunk in tqdm(chunks, desc="frozen layers, once per message", unit="batch", disable=not progress):
+            batch = torch.full((len(chunk), len(chunk[0])), pad, dtype=torch.long)
+            for i, ids in enumerate(chunk):
                 batch[i, : len(ids)] = torch.tensor(ids)
-            self.prefix_activations(batch.to(device), [len(ids) for ids, _ in chunk])
+            self.prefix_activations(batch.to(device), [len(ids) for ids in chunk])
 
     # -- the trainable top -------------------------------------------------------------------
     def classify_logits(self, input_ids: torch.Tensor, token: str = "last", pad_token_id: int = 50256) -> torch.Tensor:

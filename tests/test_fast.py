@@ -124,7 +124,7 @@ def test_estimate_matches_warm_cache(tiny_datasets, token):
     model.eval()
     fast = CachedClassifier(model)
     state = torch.get_rng_state()
-    fast.warm_up(tiny_datasets, token=token, batch_size=3)
+    fast.warm_up(tiny_datasets, token=token, batch_tokens=40)
     assert torch.equal(state, torch.get_rng_state())  # warm-up draws no random numbers
     assert fast.cache_bytes == estimate_cache_bytes(tiny_datasets, token, 64)
     hits = fast.stats["hits"]
