@@ -171,14 +171,21 @@ def build_datasets(cfg: FinetuneConfig, tokenizer, data_dir: Path, context_lengt
     return train_ds, val_ds, test_ds
 
 
+def base_model(model_size: str, weights: str = "pretrained", drop_rate: float = 0.0, seed: int = 123,
+               progress: bool = True) -> GPTModel:
+    """GPT-2 with its language-model head, in eval mode: OpenAI's weights, or random ones
+    created right after ``torch.manual_seed(seed)`` (the book's initial weights for that seed)."""
+    if weights == "pretrained":
+        return GPTModel.from_pretrained(model_size, drop_rate=drop_rate, progress=progress)
+    if weights != "random":
+        raise ValueError(f"weights must be 'pretrained' or 'random'; got {weights!r}.")
+    torch.manual_seed(seed)
+    return GPTModel(get_config(model_size, drop_rate=drop_rate)).eval()
+
+
 def build_model(cfg: FinetuneConfig, device: torch.device, progress: bool = True) -> GPTModel:
     """GPT-2 of the chosen size, pretrained or random, with the classification head."""
-    if cfg.weights == "pretrained":
-        model = GPTModel.from_pretrained(cfg.model_size, drop_rate=cfg.drop_rate, progress=progress)
-    else:
-        torch.manual_seed(cfg.seed)
-        model = GPTModel(get_config(cfg.model_size, drop_rate=cfg.drop_rate))
-    model.eval()
+    model = base_model(cfg.model_size, cfg.weights, cfg.drop_rate, cfg.seed, progress)
     model = add_classification_head(model, num_classes=2, trainable=cfg.trainable, seed=cfg.seed, inplace=True)
     return model.to(device)
 

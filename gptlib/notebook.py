@@ -29,7 +29,8 @@ import torch
 from gptlib.classifier import add_classification_head, trainable_summary
 from gptlib.data import SPAM_SHA256, download_and_unzip_spam_data
 from gptlib.download import sha256_of
-from gptlib.model import GPTModel, get_config
+from gptlib.finetune import base_model
+from gptlib.model import GPTModel
 from gptlib.tokenizer import END_OF_TEXT_ID, get_tokenizer
 from gptlib.train import encode_message, predict_proba
 
@@ -137,12 +138,7 @@ def is_book_data(path: str | Path) -> bool:
 
 def load_base_model(profile: Profile) -> GPTModel:
     """The profile's GPT-2, before any change: OpenAI's weights, or random ones (seeded), in eval mode."""
-    if profile.weights == "pretrained":
-        return GPTModel.from_pretrained(profile.model)
-    if profile.weights != "random":
-        raise ValueError(f"weights must be 'pretrained' or 'random'; got {profile.weights!r}.")
-    torch.manual_seed(profile.seed)
-    return GPTModel(get_config(profile.model)).eval()
+    return base_model(profile.model, profile.weights, seed=profile.seed)
 
 
 def _in_notebook() -> bool:
