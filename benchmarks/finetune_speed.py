@@ -166,6 +166,9 @@ def main() -> None:
     parser.add_argument("--variant", choices=["book", "exact", "fast"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--only", nargs="+", default=["book", "exact", "fast"], help="variants to run")
+    parser.add_argument("--save", help="write every variant's measurements to this JSON file")
+    parser.add_argument("--book-from", help="take the book's measurements from a JSON file written by "
+                        "--save (the book's run takes ~40 min here) instead of running it again")
     args = parser.parse_args()
     if not SHARED_DATA.exists():
         raise SystemExit(f"The benchmark needs the real data at {SHARED_DATA}.")
@@ -183,13 +186,19 @@ def main() -> None:
     print(f"run: gpt2-small shape, random weights (seed 123), {'1 epoch, 200 training messages' if args.quick else '5 epochs'}; "
           f"{info['n_train']}/{info['n_val']}/{info['n_test']} messages, max_length {info['max_length']}")
     results = {}
+    if args.book_from:
+        results["book"] = json.loads(Path(args.book_from).read_text())["book"]
+        print(f"  book  taken from {args.book_from}: {results['book']['seconds']:.1f} s")
+        args.only = [v for v in args.only if v != "book"]
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.only:
             results[variant] = spawn(variant, args.quick, Path(tmp))
             r = results[variant]
             print(f"  {variant:5s} done in {r['seconds']:.1f} s", flush=True)
 
-    steps = results[args.only[0]]["steps"]
+    if args.save:
+        Path(args.save).write_text(json.dumps({**results, "quick": args.quick, "matmul_gflops": rate}))
+    steps = next(iter(results.values()))["steps"]
     n_train_batches = info["n_train"] // 8
     eval_batches = (steps // 50 + 1) * 10 + (1 if args.quick else 5) * 10 + \
         n_train_batches + -(-info["n_val"] // 8) + -(-info["n_test"] // 8)
