@@ -1,9 +1,13 @@
 """Shared fixtures: the real SMS data (skipped where absent), a small hand-written SMS file
-written into train/validation/test CSVs, the tokenizer, and a private GPTLIB_HOME."""
+written into train/validation/test CSVs, the tokenizer, a private GPTLIB_HOME, and a local
+HTTP server for the download tests."""
 
 from __future__ import annotations
 
+import threading
 from collections import namedtuple
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -68,3 +72,32 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def serve_http() -> Iterator[Callable[..., int]]:
+    """``serve_http(handle)`` serves GET requests on 127.0.0.1 with ``handle(request_handler)``
+    and returns the port; every server started is shut down after the test."""
+    running = []
+
+    def start(handle: Callable[[BaseHTTPRequestHandler], None], protocol: str = "HTTP/1.0") -> int:
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = protocol
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                handle(self)
+
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        running.append((httpd, thread))
+        return httpd.server_address[1]
+
+    yield start
+    for httpd, thread in running:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)

@@ -8,9 +8,7 @@ from __future__ import annotations
 import collections
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
@@ -296,32 +294,22 @@ class Hub:
 
 
 @pytest.fixture
-def hub():
+def hub(serve_http):
     state = Hub()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
+    def handle(h):
+        state.hits[h.path] += 1
+        data = state.files.get(h.path)
+        if data is None:
+            h.send_error(404)
+            return
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
 
-        def do_GET(self):
-            state.hits[self.path] += 1
-            data = state.files.get(self.path)
-            if data is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    state.port = serve_http(handle)
+    return state
 
 
 @pytest.fixture
