@@ -682,6 +682,15 @@ def check_last_real_positions(last_real_positions: Any) -> None:
     _ok("last_real_positions finds the last real token, with and without padding.")
 
 
+def _fraction_hint(got: float, want: float, complement: str) -> str:
+    """What a wrong fraction most likely is: its complement (``complement`` says so) or a percentage."""
+    if _close(got, 1 - want, 1e-9):
+        return " " + complement
+    if _close(got, 100 * want, 1e-9):
+        return " Give a fraction between 0 and 1, not a percentage."
+    return ""
+
+
 def check_pad_share(pad_share: Any, train_dataset: Any) -> None:
     """Share of training messages whose last position (book padding) holds a pad token."""
     _require(pad_share, "pad_share", "the fraction of training messages that end in a pad token.")
@@ -692,11 +701,7 @@ def check_pad_share(pad_share: Any, train_dataset: Any) -> None:
     if _close(got, want, 1e-9):
         _ok(f"{want:.1%} of the training messages put a pad token at the position the book reads.")
         return
-    hint = ""
-    if _close(got, 1 - want, 1e-9):
-        hint = " That is the share that ends with a real token."
-    elif _close(got, 100 * want, 1e-9):
-        hint = " Give a fraction between 0 and 1, not a percentage."
+    hint = _fraction_hint(got, want, "That is the share that ends with a real token.")
     _fail(f"pad_share is {got:.4f}; {want:.4f} of the {len(rows)} training messages end in a pad "
           f"token (id {pad_id}) at position {train_dataset.max_length - 1}.{hint}")
 
@@ -802,11 +807,7 @@ def check_majority_accuracy(majority_accuracy: Any, test_source: Any) -> None:
     if _close(got, want, 1e-9):
         _ok(f"answering 'not spam' to everything scores {want:.2%} on the test set.")
         return
-    hint = ""
-    if _close(got, 1 - want, 1e-9):
-        hint = " That is the share of spam; the majority class is 'not spam' (0)."
-    elif _close(got, 100 * want, 1e-9):
-        hint = " Give a fraction, not a percentage."
+    hint = _fraction_hint(got, want, "That is the share of spam; the majority class is 'not spam' (0).")
     _fail(f"majority_accuracy is {got:.4f}; always answering 'not spam' gets {labels.count(0)} of "
           f"the {len(labels)} test messages right ({want:.4f}).{hint}")
 

@@ -326,6 +326,21 @@ class SpamDataset(Dataset):
         return max(self.labels) + 1
 
 
+def spam_datasets(train: str | Path | pd.DataFrame, validation: str | Path | pd.DataFrame,
+                  test: str | Path | pd.DataFrame, tokenizer, max_length: int | None = None,
+                  padding: str = "max_length", context_length: int | None = None,
+                  label_map: dict[str, int] | None = None) -> tuple[SpamDataset, SpamDataset, SpamDataset]:
+    """The three splits as datasets, the book's way: the training set sets ``max_length`` (its
+    longest message unless given, capped at ``context_length``), and validation and test are
+    padded or cut to it."""
+    train_ds = SpamDataset(train, tokenizer, max_length=max_length, padding=padding, label_map=label_map)
+    if context_length is not None and train_ds.max_length > context_length:
+        train_ds = SpamDataset(train, tokenizer, max_length=context_length, padding=padding, label_map=label_map)
+    val_ds, test_ds = (SpamDataset(split, tokenizer, max_length=train_ds.max_length, padding=padding,
+                                   label_map=label_map) for split in (validation, test))
+    return train_ds, val_ds, test_ds
+
+
 def pad_collate(batch: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_token_id: int = 50256
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack a batch, right-padding each message with ``pad_token_id`` to the batch's longest.

@@ -29,6 +29,7 @@ from gptlib.data import (
     create_data_loaders,
     download_and_unzip_spam_data,
     prepare_spam_splits,
+    spam_datasets,
 )
 from gptlib.device import get_device
 from gptlib.download import atomic_write_bytes, sha256_of
@@ -163,12 +164,8 @@ def build_datasets(cfg: FinetuneConfig, tokenizer, data_dir: Path, context_lengt
     train_df = pd.read_csv(train_csv)
     if cfg.train_limit is not None:
         train_df = train_df.iloc[: cfg.train_limit]
-    train_ds = SpamDataset(train_df, tokenizer, max_length=cfg.max_length, padding=cfg.padding)
-    if train_ds.max_length > context_length:
-        train_ds = SpamDataset(train_df, tokenizer, max_length=context_length, padding=cfg.padding)
-    val_ds = SpamDataset(val_csv, tokenizer, max_length=train_ds.max_length, padding=cfg.padding)
-    test_ds = SpamDataset(test_csv, tokenizer, max_length=train_ds.max_length, padding=cfg.padding)
-    return train_ds, val_ds, test_ds
+    return spam_datasets(train_df, val_csv, test_csv, tokenizer, max_length=cfg.max_length,
+                         padding=cfg.padding, context_length=context_length)
 
 
 def base_model(model_size: str, weights: str = "pretrained", drop_rate: float = 0.0, seed: int = 123,

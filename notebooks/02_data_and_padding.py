@@ -226,7 +226,8 @@ show_source(SpamDataset)
 
 # %% [markdown]
 # Now the real splits. The training set sets `max_length` (its longest message: 120 tokens
-# in the book); validation and test use the same length.
+# in the book); validation and test use the same length. (Later notebooks do these three
+# lines with one call, `gptlib.data.spam_datasets(train_csv, validation_csv, test_csv, tokenizer)`.)
 
 # %%
 train_dataset = SpamDataset(train_csv, tokenizer)

@@ -54,7 +54,7 @@ from gptlib.classifier import (
     save_classifier,
     trainable_summary,
 )
-from gptlib.data import CLASS_NAMES, SpamDataset, create_data_loaders, prepare_spam_splits
+from gptlib.data import CLASS_NAMES, create_data_loaders, prepare_spam_splits, spam_datasets
 from gptlib.notebook import classify_explorer, load_base_model, show_source, spam_data_file
 from gptlib.plots import plot_training
 from gptlib.train import (
@@ -78,9 +78,7 @@ print("device:", device)
 # %%
 data_file = spam_data_file(profile)
 train_csv, validation_csv, test_csv = prepare_spam_splits(data_file, profile.work_dir / "data")
-train_dataset = SpamDataset(train_csv, tokenizer)
-val_dataset = SpamDataset(validation_csv, tokenizer, max_length=train_dataset.max_length)
-test_dataset = SpamDataset(test_csv, tokenizer, max_length=train_dataset.max_length)
+train_dataset, val_dataset, test_dataset = spam_datasets(train_csv, validation_csv, test_csv, tokenizer)
 train_loader, val_loader, test_loader = create_data_loaders(
     train_dataset, val_dataset, test_dataset, batch_size=profile.batch_size, seed=profile.seed)
 print(f"{len(train_dataset)}/{len(val_dataset)}/{len(test_dataset)} messages, "

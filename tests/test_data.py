@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import socket
-import threading
 import time
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,6 +29,7 @@ from gptlib.data import (
     random_split,
     read_sms_spam,
     save_splits,
+    spam_datasets,
 )
 from gptlib.download import DownloadError
 
@@ -306,36 +305,24 @@ def test_existing_file_with_wrong_checksum_is_replaced(paths, small_tsv, small_b
 
 
 @pytest.fixture
-def server(no_proxy):
+def server(no_proxy, serve_http):
     routes: dict[str, bytes] = {}
     hits: dict[str, int] = {}
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def handle(h):
+        hits[h.path] = hits.get(h.path, 0) + 1
+        body = routes.get(h.path)
+        if body is None:
+            h.send_error(404)
+            return
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(body)))
+        h.send_header("Connection", "close")
+        h.end_headers()
+        h.wfile.write(body)
 
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            hits[self.path] = hits.get(self.path, 0) + 1
-            body = routes.get(self.path)
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(body)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    port = httpd.server_address[1]
-    yield SimpleNamespace(routes=routes, hits=hits, url=lambda p: f"http://127.0.0.1:{port}{p}")
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    port = serve_http(handle, protocol="HTTP/1.1")
+    return SimpleNamespace(routes=routes, hits=hits, url=lambda p: f"http://127.0.0.1:{port}{p}")
 
 
 def test_http_primary_404_then_backup(server, paths, small_bytes):
@@ -573,14 +560,27 @@ def test_batch_padding(tiny_csvs, tokenizer):
 
 
 def test_max_length_padding_default(tiny_csvs, tokenizer):
-    train = SpamDataset(tiny_csvs.train, tokenizer)
-    val = SpamDataset(tiny_csvs.val, tokenizer, max_length=train.max_length)
-    test = SpamDataset(tiny_csvs.test, tokenizer, max_length=train.max_length)
+    train, val, test = spam_datasets(*tiny_csvs, tokenizer)
+    assert val.max_length == test.max_length == train.max_length == max(train.lengths)
     loaders = create_data_loaders(train, val, test, batch_size=8)
     assert [len(loader) for loader in loaders] == [42 // 8, 1, 2]
     for loader in loaders:
         for inputs, _ in loader:
             assert inputs.shape[1] == train.max_length
+
+
+def test_spam_datasets_caps_and_passes_settings(tiny_csvs, tokenizer):
+    longest = max(SpamDataset(tiny_csvs.train, tokenizer).lengths)
+    train, val, test = spam_datasets(*tiny_csvs, tokenizer, padding="batch", context_length=longest - 3)
+    assert train.max_length == val.max_length == test.max_length == longest - 3
+    assert all(ds.padding == "batch" for ds in (train, val, test))
+    assert max(train.lengths) == longest - 3  # cut to the context, not beyond it
+    train, val, _ = spam_datasets(*tiny_csvs, tokenizer, max_length=7)
+    assert train.max_length == val.max_length == 7
+    frame = pd.read_csv(tiny_csvs.train).assign(Label=lambda d: d["Label"].map({0: "keep", 1: "drop"}))
+    train, _, _ = spam_datasets(frame, tiny_csvs.val, tiny_csvs.test, tokenizer,
+                                label_map={"keep": 0, "drop": 1})
+    assert train.labels == pd.read_csv(tiny_csvs.train)["Label"].tolist()
 
 
 def test_truncation_to_max_length(tiny_csvs, tokenizer):

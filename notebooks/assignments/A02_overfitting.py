@@ -59,7 +59,7 @@ import copy
 import pandas as pd
 import torch
 
-from gptlib import get_device, get_tokenizer
+from gptlib import get_tokenizer
 from gptlib.assignments import (
     check_best_steps,
     check_decay_shrink,
@@ -71,13 +71,11 @@ from gptlib.assignments import (
     run_experiment,
 )
 from gptlib.classifier import add_classification_head
-from gptlib.data import SpamDataset, create_data_loaders, prepare_spam_splits
-from gptlib.notebook import load_base_model, spam_data_file
+from gptlib.data import create_data_loaders, prepare_spam_splits, spam_datasets
+from gptlib.notebook import load_base_model, profile_device, spam_data_file
 
 tokenizer = get_tokenizer()
-device = get_device(profile.device)
-if profile.name == "smoke":
-    torch.set_num_threads(1)  # the tiny model runs faster on one thread than on several
+device = profile_device(profile)
 print("device:", device)
 
 # %% [markdown]
@@ -91,9 +89,7 @@ print("device:", device)
 data_file = spam_data_file(profile)
 train_csv, val_csv, test_csv = prepare_spam_splits(data_file, profile.work_dir / "assignments" / "spam")
 train_df = pd.read_csv(train_csv).iloc[:TRAIN_MESSAGES]
-train_ds = SpamDataset(train_df, tokenizer)
-val_ds = SpamDataset(val_csv, tokenizer, max_length=train_ds.max_length)
-test_ds = SpamDataset(test_csv, tokenizer, max_length=train_ds.max_length)
+train_ds, val_ds, test_ds = spam_datasets(train_df, val_csv, test_csv, tokenizer)
 loaders = create_data_loaders(train_ds, val_ds, test_ds, batch_size=profile.batch_size, seed=profile.seed)
 base_model = load_base_model(profile)
 print(f"{len(train_ds)}/{len(val_ds)}/{len(test_ds)} messages; {len(loaders[0])} steps per epoch, "

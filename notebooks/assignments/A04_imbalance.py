@@ -56,9 +56,8 @@ print(profile)
 
 # %%
 import pandas as pd
-import torch
 
-from gptlib import get_device, get_tokenizer
+from gptlib import get_tokenizer
 from gptlib.assignments import (
     check_majority_accuracy,
     check_precision_recall_f1,
@@ -75,12 +74,10 @@ from gptlib.data import (
     create_data_loaders,
     prepare_spam_splits,
 )
-from gptlib.notebook import load_base_model, spam_data_file
+from gptlib.notebook import load_base_model, profile_device, spam_data_file
 
 tokenizer = get_tokenizer()
-device = get_device(profile.device)
-if profile.name == "smoke":
-    torch.set_num_threads(1)  # the tiny model runs faster on one thread than on several
+device = profile_device(profile)
 print("device:", device)
 
 # %% [markdown]

@@ -62,9 +62,8 @@ print(profile)
 
 # %%
 import pandas as pd
-import torch
 
-from gptlib import get_device, get_tokenizer
+from gptlib import get_tokenizer
 from gptlib.assignments import (
     check_classify_ticket,
     check_confusion,
@@ -76,13 +75,11 @@ from gptlib.assignments import (
 )
 from gptlib.classifier import add_classification_head
 from gptlib.data import SpamDataset, create_data_loaders, random_split
-from gptlib.notebook import load_base_model
+from gptlib.notebook import load_base_model, profile_device
 from gptlib.train import classification_metrics, predict_proba
 
 tokenizer = get_tokenizer()
-device = get_device(profile.device)
-if profile.name == "smoke":
-    torch.set_num_threads(1)  # the tiny model runs faster on one thread than on several
+device = profile_device(profile)
 raw = pd.read_csv(DATA_FILE)
 print(raw.head())
 print(raw[LABEL_COLUMN].value_counts())
