@@ -63,8 +63,9 @@ def work_flops(variant: str, lengths: dict[str, list[int]], max_length: int, ste
     return prefix + (steps * 3 + eval_batches) * per_batch_top
 
 
-def run_variant(variant: str, quick: bool, out: Path) -> dict:
-    """One run, in this process; returns its measurements."""
+def run_variant(variant: str, quick: bool, out: Path, seed: int = 123) -> dict:
+    """One run, in this process; returns its measurements. ``seed`` (gptlib's variants only)
+    seeds the random weights, the head, the batch order and training, as the book's 123 does."""
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     epochs = 1 if quick else 5
     train_limit = 200 if quick else None
@@ -76,7 +77,7 @@ def run_variant(variant: str, quick: bool, out: Path) -> dict:
 
         cfg = FinetuneConfig(model_size="gpt2-small (124M)", weights="random", epochs=epochs,
                              data=str(SHARED_DATA), output=str(out / variant), figures=None,
-                             speed=variant, train_limit=train_limit, device="cpu")
+                             speed=variant, train_limit=train_limit, device="cpu", seed=seed)
         r = run_finetune(cfg, progress=False, verbose=False, save=False)
         result = {"train": r.train_accuracy, "val": r.val_accuracy, "test": r.test_accuracy,
                   "train_losses": r.train_losses, "max_length": r.max_length,
@@ -132,10 +133,11 @@ def _run_book(epochs: int, train_limit: int | None, out: Path) -> dict:
             "train_losses": train_losses, "max_length": train_ds.max_length, "steps": seen // 8}
 
 
-def spawn(variant: str, quick: bool, out: Path) -> dict:
+def spawn(variant: str, quick: bool, out: Path, seed: int = 123) -> dict:
     """Run a variant in a child process; add its peak resident memory."""
-    result_file = out / f"{variant}.json"
-    cmd = [sys.executable, __file__, "--variant", variant, "--out", str(out)] + (["--quick"] if quick else [])
+    result_file = out / f"{variant}-{seed}.json"
+    cmd = [sys.executable, __file__, "--variant", variant, "--out", str(out), "--seed", str(seed)]
+    cmd += ["--quick"] if quick else []
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
@@ -165,6 +167,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 epoch on 200 training messages")
     parser.add_argument("--variant", choices=["book", "exact", "fast"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=123, help=argparse.SUPPRESS)
+    parser.add_argument("--accuracy-seeds", nargs="*", type=int, default=[], metavar="SEED",
+                        help="after the timed runs, compare the test accuracy of the book's settings "
+                        "(run as 'exact', whose results equal the book's) and of fast mode on "
+                        "random weights made with these other seeds (about 10 min per seed)")
     parser.add_argument("--only", nargs="+", default=["book", "exact", "fast"], help="variants to run")
     parser.add_argument("--save", help="write every variant's measurements to this JSON file")
     parser.add_argument("--book-from", help="take the book's measurements from a JSON file written by "
@@ -174,8 +181,8 @@ def main() -> None:
         raise SystemExit(f"The benchmark needs the real data at {SHARED_DATA}.")
     if args.variant:  # child process
         out = Path(args.out)
-        result = run_variant(args.variant, args.quick, out)
-        (out / f"{args.variant}.json").write_text(json.dumps(result))
+        result = run_variant(args.variant, args.quick, out, args.seed)
+        (out / f"{args.variant}-{args.seed}.json").write_text(json.dumps(result))
         return
 
     torch.set_num_threads(2)
@@ -219,7 +226,28 @@ def main() -> None:
         print(f"book vs exact: max train-loss difference {diff:.2e}; final accuracies identical: {same}")
     exact = book_t / results["exact"]["seconds"] if book_t and "exact" in results else float("nan")
     fast = book_t / results["fast"]["seconds"] if book_t and "fast" in results else float("nan")
+    if args.accuracy_seeds:
+        compare_accuracy(args.accuracy_seeds, args.quick, results)
     print(f"book-exact speedup {exact:.2f}x, fast-mode speedup {fast:.2f}x")
+
+
+def compare_accuracy(seeds: list[int], quick: bool, results: dict) -> None:
+    """Test accuracy of the book's settings and of fast mode, seed by seed (123 from the timed runs)."""
+    rows = []
+    if "exact" in results and "fast" in results:
+        rows.append((123, results["exact"]["test"], results["fast"]["test"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            book_settings, fast = (spawn(v, quick, Path(tmp), seed)["test"] for v in ("exact", "fast"))
+            rows.append((seed, book_settings, fast))
+            print(f"  seed {seed}: book settings {100 * book_settings:.2f}%, fast {100 * fast:.2f}%", flush=True)
+    print()
+    print(f"{'seed':>6s} {'book settings test %':>21s} {'fast test %':>12s} {'difference':>11s}")
+    for seed, book_settings, fast in rows:
+        print(f"{seed:6d} {100 * book_settings:21.2f} {100 * fast:12.2f} {100 * (fast - book_settings):+11.2f}")
+    mean_book = sum(r[1] for r in rows) / len(rows)
+    mean_fast = sum(r[2] for r in rows) / len(rows)
+    print(f"{'mean':>6s} {100 * mean_book:21.2f} {100 * mean_fast:12.2f} {100 * (mean_fast - mean_book):+11.2f}")
 
 
 if __name__ == "__main__":

@@ -85,14 +85,21 @@ class CachedClassifier(nn.Module):
             n += 1
         return n
 
-    def _dropout_active(self, modules: Iterable[nn.Module]) -> bool:
-        return any(isinstance(x, nn.Dropout) and x.p > 0 and x.training
+    def _dropout_active(self, modules: Iterable[nn.Module], training: bool | None = None) -> bool:
+        """Any dropout with p > 0 that is on: in the modules' present mode, or in ``training`` mode."""
+        return any(isinstance(x, nn.Dropout) and x.p > 0 and (x.training if training is None else training)
                    for mod in modules for x in mod.modules())
 
+    def _frozen_part(self) -> list[nn.Module]:
+        return [self.model.drop_emb, *self.model.trf_blocks[:max(self.n_frozen_blocks(), 0)]]
+
     def reuse_on(self) -> bool:
-        k = self.n_frozen_blocks()
-        prefix = [self.model.drop_emb, *self.model.trf_blocks[:max(k, 0)]]
-        return k >= 0 and not self._dropout_active(prefix)
+        """Whether the frozen part's kept output is used now (in the model's present mode)."""
+        return self.n_frozen_blocks() >= 0 and not self._dropout_active(self._frozen_part())
+
+    def reuse_in_training(self) -> bool:
+        """Whether reuse also stays on while training (no dropout with p > 0 in the frozen part)."""
+        return self.n_frozen_blocks() >= 0 and not self._dropout_active(self._frozen_part(), training=True)
 
     def read_position_on(self, token: str) -> bool:
         last = self.model.trf_blocks[-1]

@@ -69,6 +69,7 @@ def test_tricks_switch_off_with_dropout_in_training():
     fast = CachedClassifier(model)
     model.train()
     assert not fast.reuse_on() and not fast.read_position_on("last")
+    assert not fast.reuse_in_training()
     assert "no reuse" in fast.explain("last")
     x = _batch()
     torch.manual_seed(7)
@@ -78,6 +79,8 @@ def test_tricks_switch_off_with_dropout_in_training():
     assert torch.equal(plain, same)
     model.eval()  # no dropout in eval mode: the tricks are exact again
     assert fast.reuse_on() and fast.read_position_on("last")
+    assert not fast.reuse_in_training()  # but not while training
+    assert CachedClassifier(_model("last_block")).reuse_in_training()
     assert not fast.read_position_on("mean")
 
 
@@ -170,3 +173,26 @@ def test_length_grouped_batches_cover_everything_once():
         assert [lengths[i] for i in b] == sorted((lengths[i] for i in b), reverse=True)
     torch.manual_seed(0)
     assert list(LengthGroupedBatchSampler(lengths, 3, True, 2)) == batches  # repeatable
+
+
+@pytest.mark.parametrize(("drop_rate", "trainable", "grouped"),
+                         [(0.0, "last_block", False), (0.1, "last_block", True), (0.0, "all", True)])
+def test_fast_mode_groups_by_length_only_where_it_saves_work(small_tsv, tmp_path, monkeypatch, one_thread,
+                                                            drop_rate, trainable, grouped):
+    """With the frozen part reused, padding costs next to nothing: fast mode keeps the book's
+    shuffled batches. Where reuse is off while training, it groups messages by length."""
+    import gptlib.finetune as finetune
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["group_by_length"])
+        return create_data_loaders(*args, **kwargs)
+
+    monkeypatch.setattr(finetune, "create_data_loaders", spy)
+    cfg = finetune.FinetuneConfig(model_size="gpt2-tiny (test)", weights="random", data=str(small_tsv),
+                                  epochs=1, speed="fast", drop_rate=drop_rate, trainable=trainable,
+                                  output=str(tmp_path / "out"), figures=None, device="cpu")
+    result = finetune.run_finetune(cfg, progress=False, verbose=False, save=False)
+    assert seen == [grouped]
+    assert result.config["token"] == "last_real" and result.config["padding"] == "batch"
