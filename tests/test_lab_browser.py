@@ -1,8 +1,10 @@
 """The lab notebook in a real browser: JupyterLab on 127.0.0.1, driven by headless Chromium.
 
 Opens a copy of notebooks/06_experiment_lab.ipynb, runs all cells (smoke profile), presses the
-panel's Run button, waits for the new row of the runs table and for the curves, and saves a
-screenshot to figures/lab-screenshot.png.
+panel's Run button, waits for the new row of the runs table and for the curves, and takes a
+screenshot of the panel: into the test's temporary folder, or to the file named by
+$GPTLIB_LAB_SCREENSHOT (``GPTLIB_LAB_SCREENSHOT=figures/lab-screenshot.png`` renews the
+README's picture), so a test run never changes a tracked file.
 
 Needs /usr/bin/chromium and the Playwright Python package (``bash scripts/setup.sh, as root``);
 skips where either is missing. Playwright's own browser download is never used.
@@ -28,7 +30,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "06_experiment_lab.ipynb"
-SCREENSHOT = REPO / "figures" / "lab-screenshot.png"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -128,7 +129,8 @@ def _accept_dialogs(page) -> None:
         dialog_button.first.click()
 
 
-def test_lab_notebook_runs_in_jupyterlab(lab_server):
+def test_lab_notebook_runs_in_jupyterlab(lab_server, tmp_path):
+    screenshot = Path(os.environ.get("GPTLIB_LAB_SCREENSHOT") or tmp_path / "lab-screenshot.png")
     from playwright.sync_api import sync_playwright
 
     base_url, log_path = lab_server
@@ -173,13 +175,13 @@ def test_lab_notebook_runs_in_jupyterlab(lab_server):
             second = rows.nth(1).inner_text()
             assert "gpt2-tiny" in second and re.search(r"\d+\.\d\d%", second), second
 
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
             panel = page.locator(".gptlib-lab").first
             panel.scroll_into_view_if_needed()
-            panel.screenshot(path=str(SCREENSHOT))
+            panel.screenshot(path=str(screenshot))
         except Exception:
             print(_log_tail(log_path))
             raise
         finally:
             browser.close()
-    assert SCREENSHOT.stat().st_size > 10_000
+    assert screenshot.stat().st_size > 10_000
