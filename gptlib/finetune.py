@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 from gptlib.classifier import (
@@ -159,8 +160,6 @@ def build_datasets(cfg: FinetuneConfig, tokenizer, data_dir: Path, context_lengt
     """The three splits as datasets (validation and test truncated to the training length)."""
     data_file = resolve_data_file(cfg.data, verbose)
     train_csv, val_csv, test_csv = prepare_spam_splits(data_file, data_dir)
-    import pandas as pd
-
     train_df = pd.read_csv(train_csv)
     if cfg.train_limit is not None:
         train_df = train_df.iloc[: cfg.train_limit]

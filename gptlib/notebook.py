@@ -27,10 +27,10 @@ from typing import Any
 import torch
 
 from gptlib.classifier import add_classification_head, trainable_summary
-from gptlib.data import SPAM_SHA256, download_and_unzip_spam_data
+from gptlib.data import SPAM_SHA256
 from gptlib.device import get_device
 from gptlib.download import sha256_of
-from gptlib.finetune import base_model
+from gptlib.finetune import base_model, resolve_data_file
 from gptlib.model import GPTModel
 from gptlib.tokenizer import END_OF_TEXT_ID, get_tokenizer
 from gptlib.train import encode_message, predict_proba
@@ -124,11 +124,10 @@ def load_profile(name: str | None = None, **overrides: Any) -> Profile:
 
 
 def spam_data_file(profile: Profile) -> Path:
-    """The raw SMS file a profile uses: its ``data_file``, else the book's download step
-    (which takes a local copy from ``$GPTLIB_DATA_DIR`` instead of the network when set)."""
-    if profile.data_file is not None:
-        return Path(profile.data_file)
-    return download_and_unzip_spam_data()
+    """The raw SMS file a profile uses: its ``data_file`` (a plain file as it is; a zip or a
+    folder checked and unpacked), else the book's download step (which takes a local copy from
+    ``$GPTLIB_DATA_DIR`` instead of the network when set). Same rules as ``--data``."""
+    return resolve_data_file(str(profile.data_file) if profile.data_file is not None else None, verbose=False)
 
 
 def profile_device(profile: Profile) -> torch.device:
