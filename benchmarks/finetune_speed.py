@@ -6,11 +6,15 @@ weights identically), the book's seeds and settings:
 
 * ``book``: the book's implementation (``llms_from_scratch.ch06``, installed with --no-deps);
 * ``exact``: gptlib, ``speed="exact"`` (same settings, same results, reused activations);
-* ``fast``: gptlib, ``speed="fast"`` (last real token, per-batch padding, length grouping,
-  bf16 where the CPU/GPU does it fast).
+* ``fast``: gptlib, ``speed="fast"`` (last real token, per-batch padding, activations kept in
+  bf16 and computed in bf16 where the CPU/GPU does that fast; with these settings the batches
+  are the book's, as padding costs next to nothing).
 
     python benchmarks/finetune_speed.py            # the full 5-epoch run (about 50 min on 2 cores)
     python benchmarks/finetune_speed.py --quick    # about 10 min: 1 epoch on 200 training messages
+    python benchmarks/finetune_speed.py --accuracy-seeds 1 2   # also test accuracy on other weights
+
+The "work" column is a model of the arithmetic each variant needs, not a measurement.
 
 The last line reads ``book-exact speedup N.NNx, fast-mode speedup N.NNx``.
 """

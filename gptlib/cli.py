@@ -46,7 +46,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speed", choices=["book", "exact", "fast"], default=d.speed,
                    help="book: the book's plain computation; exact (default): the same results, faster, "
                         "by reusing frozen activations; fast: last real token, per-batch padding, "
-                        "length grouping where it saves work (and bf16 where fast)")
+                        "length grouping where padding costs work (and bf16 where fast)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 

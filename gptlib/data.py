@@ -125,16 +125,22 @@ def download_and_unzip_spam_data(
     zip_path = Path(zip_path) if zip_path else default_data_dir() / "sms_spam_collection.zip"
     data_file_path = Path(data_file_path) if data_file_path else extracted_path / f"{SPAM_MEMBER}.tsv"
 
-    if data_file_path.exists():
+    # A copy passed in is always looked at: a typo or a wrong file is an error, even when a
+    # good file from an earlier run is already in place.
+    given = find_local_copy(local_copy) if local_copy is not None else None
+    if given is None and data_file_path.exists():
         if sha256 is None or sha256_of(data_file_path) == sha256:
             say(f"{data_file_path} already exists. Skipping download and extraction.")
             return data_file_path
         say(f"{data_file_path} does not have the expected checksum; fetching it again.")
 
-    source = find_local_copy(local_copy)
+    source = given or find_local_copy()
     if source is not None:
-        raw = _member_bytes(source) if zipfile.is_zipfile(source) else source.read_bytes()
-        atomic_write_bytes(data_file_path, _checked(raw, source, sha256))
+        raw = _checked(_member_bytes(source) if zipfile.is_zipfile(source) else source.read_bytes(), source, sha256)
+        if data_file_path.is_file() and data_file_path.read_bytes() == raw:
+            say(f"{data_file_path} already holds the local copy {source}.")
+            return data_file_path
+        atomic_write_bytes(data_file_path, raw)
         say(f"Used local copy {source}; saved as {data_file_path}")
         return data_file_path
 
@@ -332,7 +338,7 @@ def spam_datasets(train: str | Path | pd.DataFrame, validation: str | Path | pd.
                   label_map: dict[str, int] | None = None) -> tuple[SpamDataset, SpamDataset, SpamDataset]:
     """The three splits as datasets, the book's way: the training set sets ``max_length`` (its
     longest message unless given, capped at ``context_length``), and validation and test are
-    padded or cut to it."""
+    cut to it (and, with ``padding="max_length"``, padded to it)."""
     train_ds = SpamDataset(train, tokenizer, max_length=max_length, padding=padding, label_map=label_map)
     if context_length is not None and train_ds.max_length > context_length:
         train_ds = SpamDataset(train, tokenizer, max_length=context_length, padding=padding, label_map=label_map)

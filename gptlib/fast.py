@@ -42,6 +42,25 @@ def _row_lengths(input_ids: torch.Tensor, token: str, pad_token_id: int) -> list
     return (last_real_index(input_ids, pad_token_id) + 1).tolist()
 
 
+def _submodules(*roots: nn.Module) -> list[nn.Module]:
+    """The modules under ``roots`` (themselves included). A plain walk over ``_modules``: these
+    checks run for every batch, and ``Module.modules()``/``parameters()`` cost milliseconds."""
+    out, stack = [], list(reversed(roots))
+    while stack:
+        module = stack.pop()
+        out.append(module)
+        stack.extend(reversed([m for m in module._modules.values() if m is not None]))
+    return out
+
+
+def _params(*roots: nn.Module) -> list[nn.Parameter]:
+    return [p for m in _submodules(*roots) for p in m._parameters.values() if p is not None]
+
+
+def _trains(*roots: nn.Module) -> bool:
+    return any(p.requires_grad for p in _params(*roots))
+
+
 class CachedClassifier(nn.Module):
     """A classifier that reuses frozen activations and computes only the read position.
 
@@ -76,11 +95,11 @@ class CachedClassifier(nn.Module):
     def n_frozen_blocks(self) -> int:
         """Leading blocks whose parameters (and the embeddings') are all frozen."""
         m = self.model
-        if any(p.requires_grad for p in (*m.tok_emb.parameters(), *m.pos_emb.parameters())):
+        if _trains(m.tok_emb, m.pos_emb):
             return -1  # even the embeddings train: nothing to reuse
         n = 0
         for block in m.trf_blocks:
-            if any(p.requires_grad for p in block.parameters()):
+            if _trains(block):
                 break
             n += 1
         return n
@@ -88,18 +107,28 @@ class CachedClassifier(nn.Module):
     def _dropout_active(self, modules: Iterable[nn.Module], training: bool | None = None) -> bool:
         """Any dropout with p > 0 that is on: in the modules' present mode, or in ``training`` mode."""
         return any(isinstance(x, nn.Dropout) and x.p > 0 and (x.training if training is None else training)
-                   for mod in modules for x in mod.modules())
+                   for x in _submodules(*modules))
 
-    def _frozen_part(self) -> list[nn.Module]:
-        return [self.model.drop_emb, *self.model.trf_blocks[:max(self.n_frozen_blocks(), 0)]]
+    def _frozen_part(self, k: int | None = None) -> list[nn.Module]:
+        k = self.n_frozen_blocks() if k is None else k
+        return [self.model.drop_emb, *self.model.trf_blocks[:max(k, 0)]]
 
-    def reuse_on(self) -> bool:
-        """Whether the frozen part's kept output is used now (in the model's present mode)."""
-        return self.n_frozen_blocks() >= 0 and not self._dropout_active(self._frozen_part())
+    def reuse_on(self, k: int | None = None) -> bool:
+        """Whether the frozen part's kept output is used now (in the model's present mode).
+        ``k``: ``n_frozen_blocks()`` when the caller has it already."""
+        k = self.n_frozen_blocks() if k is None else k
+        return k >= 0 and not self._dropout_active(self._frozen_part(k))
 
     def reuse_in_training(self) -> bool:
         """Whether reuse also stays on while training (no dropout with p > 0 in the frozen part)."""
         return self.n_frozen_blocks() >= 0 and not self._dropout_active(self._frozen_part(), training=True)
+
+    def padding_is_cheap_in_training(self, token: str) -> bool:
+        """True when training computes, over kept activations, only the last block's read
+        position: padded positions then cost next to nothing (grouping by length saves no work)."""
+        last = self.model.trf_blocks[-1]
+        return (self.reuse_in_training() and self.n_frozen_blocks() == len(self.model.trf_blocks) - 1
+                and token != "mean" and not self._dropout_active([last], training=True))
 
     def read_position_on(self, token: str) -> bool:
         last = self.model.trf_blocks[-1]
@@ -114,11 +143,11 @@ class CachedClassifier(nn.Module):
         return f"{reuse}; {read}."
 
     # -- the frozen prefix -------------------------------------------------------------------
-    def _check_stamp(self) -> None:
+    def _check_stamp(self, k: int) -> None:
         """Forget kept activations if a frozen weight was changed in place since they were made."""
         m = self.model
-        k = max(self.n_frozen_blocks(), 0)
-        params = [*m.tok_emb.parameters(), *m.pos_emb.parameters(), *m.trf_blocks[:k].parameters()]
+        k = max(k, 0)
+        params = _params(m.tok_emb, m.pos_emb, *m.trf_blocks[:k])
         stamp = (k, tuple((id(p), p._version) for p in params))
         if stamp != self._stamp:
             self.clear_cache()
@@ -138,36 +167,36 @@ class CachedClassifier(nn.Module):
         return torch.autocast(device_type=device.type, dtype=self.compute_dtype)
 
     @torch.no_grad()
-    def _prefix(self, rows: torch.Tensor, k: int) -> torch.Tensor:
-        with self._autocast(rows.device):
-            x = self.model.embed(rows)
-            for block in self.model.trf_blocks[:k]:
-                x = block(x)
+    def _prefix(self, rows: list[torch.Tensor], k: int) -> torch.Tensor:
+        """The frozen prefix's output for the real tokens of ``rows``, packed: (sum of lengths, d).
+
+        Each row's tokens are computed as the plain forward pass computes them, but the
+        position-wise work (norms, projections, feed-forward: nearly all of it) runs on the
+        packed real tokens, so no padding is computed; only attention sees the rows padded
+        on the right, where the causal mask keeps every real token from seeing a pad.
+        """
+        m = self.model
+        device = rows[0].device
+        lengths = [len(r) for r in rows]
+        width = max(lengths)
+        ids = torch.cat(rows)
+        positions = torch.cat([torch.arange(n, device=device) for n in lengths])
+        slots = positions + torch.repeat_interleave(
+            torch.arange(len(rows), device=device) * width, torch.tensor(lengths, device=device))
+        with self._autocast(device):
+            x = m.drop_emb(m.tok_emb(ids) + m.pos_emb(positions))
+            for block in m.trf_blocks[:k]:
+                x = x + block.drop_resid(_packed_attention(block.att, block.norm1(x), slots, len(rows), width))
+                x = x + block.drop_resid(block.ff(block.norm2(x)))
         return x
 
-    def prefix_activations(self, input_ids: torch.Tensor, lengths: list[int]) -> torch.Tensor:
-        """Frozen-prefix output for each row's first ``lengths[i]`` tokens, right-padded with zeros."""
-        k = self.n_frozen_blocks()
-        self._check_stamp()
+    def prefix_activations(self, input_ids: torch.Tensor, lengths: list[int], k: int | None = None) -> torch.Tensor:
+        """Frozen-prefix output for each row's first ``lengths[i]`` tokens, right-padded with zeros.
+        ``k``: ``n_frozen_blocks()`` when the caller has it already."""
+        k = self.n_frozen_blocks() if k is None else k
+        self._check_stamp(k)
         keys = [tuple(input_ids[i, :n].tolist()) for i, n in enumerate(lengths)]
-        missing = [i for i, key in enumerate(keys) if key not in self._cache]
-        self.stats["hits"] += len(keys) - len(missing)
-        self.stats["misses"] += len(missing)
-        fresh: dict[int, torch.Tensor] = {}
-        if missing:
-            width = max(lengths[i] for i in missing)
-            out = self._prefix(input_ids[missing, :width], k)
-            for j, i in enumerate(missing):
-                act = out[j, : lengths[i]].to(self.cache_dtype)
-                fresh[i] = act
-                size = act.numel() * act.element_size()
-                if keys[i] in self._cache:
-                    continue  # the same message twice in one batch
-                if self._cache_bytes + size <= self.max_cache_bytes:
-                    self._cache[keys[i]] = act.clone()
-                    self._cache_bytes += size
-                else:
-                    self.stats["not_kept"] += 1
+        fresh = self._compute_missing(input_ids, lengths, keys, k)
         width = max(lengths)
         dim = self.model.tok_emb.weight.shape[1]
         x = torch.zeros(len(keys), width, dim, device=input_ids.device)
@@ -175,6 +204,39 @@ class CachedClassifier(nn.Module):
             act = fresh[i] if i in fresh else self._cache[key]
             x[i, : lengths[i]] = act.to(device=x.device, dtype=x.dtype)
         return x
+
+    def _compute_missing(self, input_ids: torch.Tensor, lengths: list[int], keys: list[tuple],
+                         k: int) -> dict[int, torch.Tensor]:
+        """Run the frozen prefix on the rows not kept yet and keep what fits under the bound;
+        returns {row: its activations, in ``cache_dtype``} for those rows."""
+        missing = [i for i, key in enumerate(keys) if key not in self._cache]
+        self.stats["hits"] += len(keys) - len(missing)
+        self.stats["misses"] += len(missing)
+        if not missing:
+            return {}
+        # The rows' real tokens in one block of memory, kept as views: a few large allocations
+        # instead of thousands of small ones, which fragment the heap and raise peak memory.
+        slab = self._prefix([input_ids[i, : lengths[i]] for i in missing], k).to(self.cache_dtype)
+        starts = [0]
+        for i in missing:
+            starts.append(starts[-1] + lengths[i])
+        fresh = {i: slab[starts[j]: starts[j + 1]] for j, i in enumerate(missing)}
+        kept, seen, used = [], set(), self._cache_bytes
+        for i in missing:
+            if keys[i] in seen:
+                continue  # the same message twice in one batch
+            seen.add(keys[i])
+            size = fresh[i].numel() * fresh[i].element_size()
+            if used + size <= self.max_cache_bytes:
+                kept.append(i)
+                used += size
+            else:
+                self.stats["not_kept"] += 1
+        whole = len(kept) == len(missing)  # else copy out what is kept, so the slab can go
+        for i in kept:
+            self._cache[keys[i]] = fresh[i] if whole else fresh[i].clone()
+        self._cache_bytes = used
+        return fresh
 
     def warm_up(self, datasets: Iterable, token: str = "last", batch_tokens: int = 4096,
                 progress: bool = False) -> None:
@@ -199,29 +261,32 @@ class CachedClassifier(nn.Module):
             size = max(1, batch_tokens // len(rows[start]))
             chunks.append(rows[start: start + size])
             start += size
+        k = self.n_frozen_blocks()
+        self._check_stamp(k)
         for chunk in tqdm(chunks, desc="frozen layers, once per message", unit="batch", disable=not progress):
             batch = torch.full((len(chunk), len(chunk[0])), pad, dtype=torch.long)
             for i, ids in enumerate(chunk):
                 batch[i, : len(ids)] = torch.tensor(ids)
-            self.prefix_activations(batch.to(device), [len(ids) for ids in chunk])
+            self._compute_missing(batch.to(device), [len(ids) for ids in chunk], list(chunk), k)
 
     # -- the trainable top -------------------------------------------------------------------
     def classify_logits(self, input_ids: torch.Tensor, token: str = "last", pad_token_id: int = 50256) -> torch.Tensor:
         """(batch, classes) logits of the read token; equal to the plain path's."""
         m = self.model
-        if not self.reuse_on() and not self.read_position_on(token):
+        k = self.n_frozen_blocks()
+        reuse, read_one = self.reuse_on(k), self.read_position_on(token)
+        if not reuse and not read_one:
             return select_token_logits(m(input_ids), input_ids, token, pad_token_id)
         m.check_input(input_ids)
         lengths = _row_lengths(input_ids, token, pad_token_id)
-        if self.reuse_on():
-            k = self.n_frozen_blocks()
-            x = self.prefix_activations(input_ids, lengths)
+        if reuse:
+            x = self.prefix_activations(input_ids, lengths, k)
         else:
             k = 0
             width = max(lengths)
             x = m.embed(input_ids[:, :width])
         top = m.trf_blocks[k:]
-        if not self.read_position_on(token) or len(top) == 0:
+        if not read_one or len(top) == 0:
             for block in top:
                 x = block(x)
             logits = m.out_head(m.final_norm(x))
@@ -234,6 +299,20 @@ class CachedClassifier(nn.Module):
         read = torch.tensor([n - 1 for n in lengths], device=x.device)
         h = _block_at(top[-1], x, read)
         return m.out_head(m.final_norm(h))
+
+
+def _packed_attention(att: nn.Module, a: torch.Tensor, slots: torch.Tensor, rows: int, width: int) -> torch.Tensor:
+    """Causal self-attention of packed tokens ``a`` (n, d): token j sits at ``slots[j]`` of a
+    (rows x width) right-padded layout. Projections run packed; attention runs padded."""
+    def padded(t: torch.Tensor) -> torch.Tensor:
+        out = t.new_zeros(rows * width, t.shape[-1])
+        out[slots] = t
+        return att.split_heads(out.view(rows, width, -1))
+
+    context = torch.nn.functional.scaled_dot_product_attention(
+        padded(att.W_query(a)), padded(att.W_key(a)), padded(att.W_value(a)), is_causal=True)
+    context = context.transpose(1, 2).reshape(rows * width, -1)[slots]
+    return att.out_proj(context)
 
 
 def _block_at(block: nn.Module, x: torch.Tensor, read: torch.Tensor) -> torch.Tensor:

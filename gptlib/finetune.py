@@ -207,9 +207,10 @@ def run_finetune(cfg: FinetuneConfig | None = None, *, callback=None, progress: 
     model = build_model(cfg, device, progress=progress)
     runner = wrap_for_speed(model, cfg.speed)
     # Fast mode groups messages of similar length into batches so that little padding is
-    # computed; where the frozen part's output is reused, padding costs next to nothing, and
-    # the book's shuffled batches (which mix short and long messages, ham and spam) are kept.
-    group = cfg.speed == "fast" and not (runner is not model and runner.reuse_in_training())
+    # computed. Where training computes only the last block's read position over kept
+    # activations, padding costs next to nothing, and the book's shuffled batches (which mix
+    # short and long messages, ham and spam) are kept.
+    group = cfg.speed == "fast" and not (runner is not model and runner.padding_is_cheap_in_training(cfg.token))
     loaders = create_data_loaders(train_ds, val_ds, test_ds, batch_size=cfg.batch_size, seed=cfg.seed,
                                   group_by_length=group)
     train_loader, val_loader, test_loader = loaders

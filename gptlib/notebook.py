@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from gptlib.classifier import add_classification_head, trainable_summary
-from gptlib.data import SPAM_SHA256
+from gptlib.data import SPAM_SHA256, download_and_unzip_spam_data
 from gptlib.device import get_device
 from gptlib.download import sha256_of
 from gptlib.finetune import base_model, resolve_data_file
@@ -127,7 +127,9 @@ def spam_data_file(profile: Profile) -> Path:
     """The raw SMS file a profile uses: its ``data_file`` (a plain file as it is; a zip or a
     folder checked and unpacked), else the book's download step (which takes a local copy from
     ``$GPTLIB_DATA_DIR`` instead of the network when set). Same rules as ``--data``."""
-    return resolve_data_file(str(profile.data_file) if profile.data_file is not None else None, verbose=False)
+    if profile.data_file is None:
+        return download_and_unzip_spam_data()  # says what it downloads or finds
+    return resolve_data_file(str(profile.data_file), verbose=False)
 
 
 def profile_device(profile: Profile) -> torch.device:

@@ -47,7 +47,7 @@ import time
 import pandas as pd
 import torch
 
-from gptlib import GPTModel, get_config, get_device, get_tokenizer
+from gptlib import GPTModel, get_config, get_tokenizer
 from gptlib.classifier import (
     add_classification_head,
     load_classifier,
@@ -55,7 +55,13 @@ from gptlib.classifier import (
     trainable_summary,
 )
 from gptlib.data import CLASS_NAMES, create_data_loaders, prepare_spam_splits, spam_datasets
-from gptlib.notebook import classify_explorer, load_base_model, show_source, spam_data_file
+from gptlib.notebook import (
+    classify_explorer,
+    load_base_model,
+    profile_device,
+    show_source,
+    spam_data_file,
+)
 from gptlib.plots import plot_training
 from gptlib.train import (
     calc_accuracy_loader,
@@ -66,7 +72,7 @@ from gptlib.train import (
 )
 
 tokenizer = get_tokenizer()
-device = get_device(profile.device)
+device = profile_device(profile)
 print("device:", device)
 
 # %% [markdown]

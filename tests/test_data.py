@@ -294,6 +294,23 @@ def test_existing_file_is_kept_without_network(paths, small_bytes, capsys):
     assert "Skipping" in capsys.readouterr().out
 
 
+def test_given_copy_is_checked_even_with_a_good_file_in_place(paths, real_data_file, tmp_path):
+    """A typo or a wrong zip passed as the local copy is an error, not silently the cached file."""
+    paths.data.parent.mkdir(parents=True)
+    paths.data.write_bytes(real_data_file.read_bytes())
+    with pytest.raises(FileNotFoundError, match="typo.txt"):
+        _call(paths, local_copy=tmp_path / "typo.txt")
+    wrong = tmp_path / "other.zip"
+    with zipfile.ZipFile(wrong, "w") as zf:
+        zf.writestr("readme", "not the data")
+    with pytest.raises(DataError, match="other.zip"):
+        _call(paths, local_copy=wrong)
+    assert paths.data.read_bytes() == real_data_file.read_bytes()  # the good file is untouched
+    before = paths.data.stat().st_mtime_ns
+    assert _call(paths, local_copy=real_data_file) == paths.data  # the same copy: nothing rewritten
+    assert paths.data.stat().st_mtime_ns == before
+
+
 def test_existing_file_with_wrong_checksum_is_replaced(paths, small_tsv, small_bytes):
     paths.data.parent.mkdir(parents=True)
     paths.data.write_bytes(b"damaged")

@@ -80,7 +80,11 @@ def test_tricks_switch_off_with_dropout_in_training():
     model.eval()  # no dropout in eval mode: the tricks are exact again
     assert fast.reuse_on() and fast.read_position_on("last")
     assert not fast.reuse_in_training()  # but not while training
-    assert CachedClassifier(_model("last_block")).reuse_in_training()
+    assert not fast.padding_is_cheap_in_training("last")
+    book = CachedClassifier(_model("last_block"))
+    assert book.reuse_in_training() and book.padding_is_cheap_in_training("last_real")
+    assert not book.padding_is_cheap_in_training("mean")
+    assert not CachedClassifier(_model("last_2_blocks")).padding_is_cheap_in_training("last")
     assert not fast.read_position_on("mean")
 
 
@@ -106,6 +110,23 @@ def test_cache_is_bounded_and_results_stay_right():
     assert fast.cache_bytes <= fast.max_cache_bytes
     assert fast.stats["not_kept"] == x.shape[0] - 2
     assert torch.allclose(out, classifier_logits(model, x, "last"), atol=1e-5)
+    # what is kept was copied out of the batch's block of memory, so that block can be freed
+    kept = list(fast._cache.values())
+    assert all(t.untyped_storage().nbytes() == t.numel() * t.element_size() for t in kept)
+
+
+def test_duplicate_messages_are_computed_and_kept_once():
+    model = _model("last_block")
+    model.eval()
+    fast = CachedClassifier(model)
+    x = _batch()
+    x = torch.cat([x, x[:2]])  # rows 5 and 6 repeat rows 0 and 1
+    out = classifier_logits(fast, x, "last_real")
+    assert len(fast._cache) == 5 and fast.stats["misses"] == 7
+    assert torch.allclose(out, classifier_logits(model, x, "last_real"), atol=1e-5)
+    assert torch.equal(out[5:], out[:2])
+    again = classifier_logits(fast, x, "last_real")
+    assert fast.stats["hits"] == 7 and torch.equal(again, out)
 
 
 @pytest.fixture()
@@ -176,11 +197,13 @@ def test_length_grouped_batches_cover_everything_once():
 
 
 @pytest.mark.parametrize(("drop_rate", "trainable", "grouped"),
-                         [(0.0, "last_block", False), (0.1, "last_block", True), (0.0, "all", True)])
+                         [(0.0, "last_block", False), (0.1, "last_block", True), (0.0, "all", True),
+                          (0.0, "last_2_blocks", True)])
 def test_fast_mode_groups_by_length_only_where_it_saves_work(small_tsv, tmp_path, monkeypatch, one_thread,
                                                             drop_rate, trainable, grouped):
-    """With the frozen part reused, padding costs next to nothing: fast mode keeps the book's
-    shuffled batches. Where reuse is off while training, it groups messages by length."""
+    """Where training computes only the last block's read position over kept activations,
+    padding costs next to nothing: fast mode keeps the book's shuffled batches. Elsewhere
+    (dropout, or more than one block training) it groups messages by length."""
     import gptlib.finetune as finetune
 
     seen = []

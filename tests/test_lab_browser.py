@@ -130,7 +130,8 @@ def _accept_dialogs(page) -> None:
 
 
 def test_lab_notebook_runs_in_jupyterlab(lab_server, tmp_path):
-    screenshot = Path(os.environ.get("GPTLIB_LAB_SCREENSHOT") or tmp_path / "lab-screenshot.png")
+    screenshot = REPO / os.environ["GPTLIB_LAB_SCREENSHOT"] if os.environ.get("GPTLIB_LAB_SCREENSHOT") \
+        else tmp_path / "lab-screenshot.png"  # a relative name is taken from the repository root
     from playwright.sync_api import sync_playwright
 
     base_url, log_path = lab_server

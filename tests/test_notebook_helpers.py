@@ -24,8 +24,12 @@ def test_a_plain_file_is_read_where_it_is(small_tsv, gptlib_home):
     assert spam_data_file(profile) == small_tsv
 
 
-def test_a_zip_goes_through_the_checked_path(tmp_path, gptlib_home):
-    """Same rule as ``--data``: a zip is unpacked and checked, and a wrong one is refused."""
+def test_a_zip_goes_through_the_checked_path(tmp_path, gptlib_home, real_data_file):
+    """Same rule as ``--data``: a zip is unpacked and checked, and a wrong one is refused, even
+    when the book's file is already in the cache."""
+    spam_data_file(load_profile("book", data_file=real_data_file.parent))  # fills the cache
+    with pytest.raises(FileNotFoundError, match="typo"):
+        spam_data_file(load_profile("book", data_file=tmp_path / "typo"))
     bad = tmp_path / "sms.zip"
     with zipfile.ZipFile(bad, "w") as zf:
         zf.writestr("readme", "not the data")

@@ -54,6 +54,7 @@ if profile.name == "smoke":
 print(profile)
 
 # %%
+import torch  # noqa: F401  (not used by this cell; your answers may need it)
 
 from gptlib import get_tokenizer
 from gptlib.assignments import (

@@ -62,6 +62,7 @@ print(profile)
 
 # %%
 import pandas as pd
+import torch  # noqa: F401  (not used by this cell; your answers may need it)
 
 from gptlib import get_tokenizer
 from gptlib.assignments import (
