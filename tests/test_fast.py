@@ -124,7 +124,7 @@ def test_duplicate_messages_are_computed_and_kept_once():
     out = classifier_logits(fast, x, "last_real")
     assert len(fast._cache) == 5 and fast.stats["misses"] == 7
     assert torch.allclose(out, classifier_logits(model, x, "last_real"), atol=1e-5)
-    assert torch.equal(out[5:], out[:2])
+    assert torch.allclose(out[5:], out[:2], atol=1e-6)  # the same message, the same logits
     again = classifier_logits(fast, x, "last_real")
     assert fast.stats["hits"] == 7 and torch.equal(again, out)
 
