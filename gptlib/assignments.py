@@ -590,18 +590,26 @@ def check_regularisation_runs(runs: Any, settings: Mapping[str, tuple[float, flo
         f"over {steps} steps).")
 
 
+def _per_run(value: Any, label: str, runs: Mapping[str, Run], kind: str, wanted: str) -> dict[str, float]:
+    """``value`` checked to be a dict with a number for every run (else a message naming ``label``)."""
+    _require(value, label, wanted)
+    if not isinstance(value, Mapping):
+        _fail(f"`{label}` should be a dict from run name to {kind}; got {type(value).__name__}.")
+    for name in runs:
+        if name not in value:
+            _fail(f"`{label}` has no entry for run {name!r}.")
+    return {name: _number(value[name], f"{label}[{name!r}]") for name in runs}
+
+
 def check_gaps(accuracy_gaps: Any, loss_gaps: Any, runs: Mapping[str, Run]) -> None:
     """Train-minus-validation accuracy and validation-minus-train loss, per run (final numbers)."""
     for label, gaps, first, second, unit in (
             ("accuracy_gaps", accuracy_gaps, "train", "validation", "accuracy"),
             ("loss_gaps", loss_gaps, "validation", "train", "loss")):
-        _require(gaps, label, f"a dict: for each run, its final {first} {unit} minus its {second} {unit}.")
-        if not isinstance(gaps, Mapping):
-            _fail(f"`{label}` should be a dict from run name to number; got {type(gaps).__name__}.")
+        values = _per_run(gaps, label, runs, "number",
+                          f"a dict: for each run, its final {first} {unit} minus its {second} {unit}.")
         for name, run in runs.items():
-            if name not in gaps:
-                _fail(f"`{label}` has no entry for run {name!r}.")
-            got = _number(gaps[name], f"{label}[{name!r}]")
+            got = values[name]
             table = run.accuracy if unit == "accuracy" else run.loss
             want = table[first] - table[second]
             if _close(got, want, 1e-9):
@@ -622,13 +630,10 @@ def check_gaps(accuracy_gaps: Any, loss_gaps: Any, runs: Mapping[str, Run]) -> N
 
 def check_best_steps(best_steps: Any, runs: Mapping[str, Run]) -> None:
     """For each run: the optimizer step at which its validation loss was lowest."""
-    _require(best_steps, "best_steps", "a dict: for each run, the step of its lowest validation loss.")
-    if not isinstance(best_steps, Mapping):
-        _fail(f"`best_steps` should be a dict from run name to step; got {type(best_steps).__name__}.")
+    values = _per_run(best_steps, "best_steps", runs, "step",
+                      "a dict: for each run, the step of its lowest validation loss.")
     for name, run in runs.items():
-        if name not in best_steps:
-            _fail(f"`best_steps` has no entry for run {name!r}.")
-        got = _number(best_steps[name], f"best_steps[{name!r}]")
+        got = values[name]
         index = min(range(len(run.val_losses)), key=run.val_losses.__getitem__)
         want = index * run.eval_freq
         if got == want:
