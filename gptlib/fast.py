@@ -244,8 +244,9 @@ class CachedClassifier(nn.Module):
         global random state, and with it the book's run, is unchanged).
 
         Each distinct message is computed once; messages are sorted by length and batched up to
-        ``batch_tokens`` tokens, so batches hold little padding and the matrix products are
-        large enough to run near the machine's peak.
+        ``batch_tokens`` tokens, so the matrix products (which run on the packed real tokens, see
+        ``_prefix``) are large enough to run near the machine's peak, and attention, the one
+        step that sees the rows padded, has little padding to see.
         """
         if not self.reuse_on():
             return
