@@ -90,7 +90,9 @@ def run_variant(variant: str, quick: bool, out: Path, seed: int = 123) -> dict:
     return result
 
 
-def _run_book(epochs: int, train_limit: int | None, out: Path) -> dict:
+def _run_book(epochs: int, train_limit: int | None, out: Path, steps_limit: int | None = None) -> dict:
+    """The book's chapter code on the real data. ``steps_limit``: train on only that many batches
+    of the full training set (same max_length, same per-batch memory; for peak-memory checks)."""
     import pandas as pd
     from llms_from_scratch import ch06
     from llms_from_scratch.ch04 import GPTModel
@@ -113,6 +115,8 @@ def _run_book(epochs: int, train_limit: int | None, out: Path) -> dict:
     val_ds = ch06.SpamDataset(folder / "validation.csv", tok, max_length=train_ds.max_length)
     test_ds = ch06.SpamDataset(folder / "test.csv", tok, max_length=train_ds.max_length)
     torch.manual_seed(123)
+    if steps_limit is not None:
+        train_ds = torch.utils.data.Subset(train_ds, range(8 * steps_limit))
     train_loader = DataLoader(train_ds, batch_size=8, shuffle=True, num_workers=0, drop_last=True)
     val_loader = DataLoader(val_ds, batch_size=8, num_workers=0)
     test_loader = DataLoader(test_ds, batch_size=8, num_workers=0)
@@ -134,7 +138,7 @@ def _run_book(epochs: int, train_limit: int | None, out: Path) -> dict:
     return {"train": ch06.calc_accuracy_loader(train_loader, model, "cpu"),
             "val": ch06.calc_accuracy_loader(val_loader, model, "cpu"),
             "test": ch06.calc_accuracy_loader(test_loader, model, "cpu"),
-            "train_losses": train_losses, "max_length": train_ds.max_length, "steps": seen // 8}
+            "train_losses": train_losses, "max_length": val_ds.max_length, "steps": seen // 8}
 
 
 def spawn(variant: str, quick: bool, out: Path, seed: int = 123) -> dict:
@@ -142,8 +146,11 @@ def spawn(variant: str, quick: bool, out: Path, seed: int = 123) -> dict:
     result_file = out / f"{variant}-{seed}.json"
     cmd = [sys.executable, __file__, "--variant", variant, "--out", str(out), "--seed", str(seed)]
     cmd += ["--quick"] if quick else []
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
+    # A fresh, empty store of frozen activations for each child: a first run is measured as a
+    # first run, never helped by an earlier one's stored activations.
+    with tempfile.TemporaryDirectory(prefix="gptlib-bench-store-") as store:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env={**os.environ, "GPTLIB_STORE_DIR": store})
+        _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
         raise SystemExit(f"variant {variant} failed (status {status})")
     result = json.loads(result_file.read_text())

@@ -20,9 +20,7 @@ position's logits feed the loss is the ``token`` choice:
 from __future__ import annotations
 
 import copy
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from gptlib.files import atomic_path
 from gptlib.model import GPTModel, count_parameters
 
 TOKEN_CHOICES = ("last", "first", "last_real", "mean")
@@ -93,6 +92,37 @@ def set_trainable(model: GPTModel, trainable: str | int = "last_block") -> GPTMo
     return model
 
 
+DROPOUT_SCOPES = ("all", "trainable")
+
+
+def set_dropout(model: GPTModel, rate: float, scope: str = "all", inplace: bool = False) -> GPTModel:
+    """Set every dropout layer's rate (``scope="all"``, the book's: frozen blocks drop too in
+    training mode), or only those inside parts that train (``scope="trainable"``: the
+    embeddings' dropout if they train, each block's if it trains), leaving the frozen part
+    deterministic so that its output can be computed once and reused (``gptlib.fast``).
+
+    In a frozen block, dropout is noise on the inputs of the part that trains: it changes what
+    the training sees, not what the frozen block could learn.
+    """
+    if scope not in DROPOUT_SCOPES:
+        raise ValueError(f"dropout scope must be one of {DROPOUT_SCOPES}; got {scope!r}.")
+    if not 0 <= rate < 1:
+        raise ValueError(f"The dropout rate must be in [0, 1); got {rate}.")
+    out = model if inplace else copy.deepcopy(model)
+
+    def trains(module: nn.Module) -> bool:
+        return any(p.requires_grad for p in module.parameters())
+
+    parts: list[tuple[nn.Module, bool]] = [(out.drop_emb, trains(out.tok_emb) or trains(out.pos_emb))]
+    parts += [(block, trains(block)) for block in out.trf_blocks]
+    for part, part_trains in parts:
+        for m in [part] if isinstance(part, nn.Dropout) else part.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = rate if scope == "all" or part_trains else 0.0
+    out.cfg = {**getattr(out, "cfg", {}), "drop_rate": rate}
+    return out
+
+
 def trainable_summary(model: nn.Module) -> str:
     """One line: trainable vs frozen parameter counts."""
     total = count_parameters(model)
@@ -138,16 +168,24 @@ def select_token_logits(logits: torch.Tensor, input_ids: torch.Tensor, token: st
     raise ValueError(f"Unknown token choice {token!r}; use one of {TOKEN_CHOICES}.")
 
 
+class ClassifierRunner(nn.Module):
+    """The declared interface of a wrapper that runs a classifier for speed
+    (``gptlib.fast.CachedClassifier``): it computes the read token's logits itself, doing only
+    the work that token needs. The training and evaluation functions ask for nothing else."""
+
+    model: GPTModel
+
+    def classify_logits(self, input_ids: torch.Tensor, token: str = "last",
+                        pad_token_id: int = 50256) -> torch.Tensor:
+        raise NotImplementedError
+
+
 def classifier_logits(model: nn.Module, input_ids: torch.Tensor, token: str = "last",
                       pad_token_id: int = 50256) -> torch.Tensor:
-    """The (batch, classes) logits that the loss and the prediction use.
-
-    A model that offers ``classify_logits`` (``gptlib.fast.CachedClassifier``) computes them
-    itself, doing only the work the read token needs.
-    """
-    fast = getattr(model, "classify_logits", None)
-    if fast is not None:
-        return fast(input_ids, token, pad_token_id)
+    """The (batch, classes) logits that the loss and the prediction use: the book's
+    ``model(input_ids)`` reduced to the read token, or a :class:`ClassifierRunner`'s own."""
+    if isinstance(model, ClassifierRunner):
+        return model.classify_logits(input_ids, token, pad_token_id)
     return select_token_logits(model(input_ids), input_ids, token, pad_token_id)
 
 
@@ -158,15 +196,9 @@ def save_classifier(model: GPTModel, path: str | Path, **meta: Any) -> Path:
     config (with ``num_classes``) is always included.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"model_state_dict": model.state_dict(), "config": dict(model.cfg), **meta}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 

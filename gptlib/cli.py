@@ -1,4 +1,4 @@
-"""Command line: ``python -m gptlib finetune | classify | download | assignments``.
+"""Command line: ``python -m gptlib finetune | classify | download | cache | assignments``.
 
 Errors a student can fix (no network, a bad setting, a missing file) are printed as one
 clear message and exit with status 2, without a traceback.
@@ -7,56 +7,83 @@ clear message and exit with status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Sequence
 
-from gptlib.finetune import FinetuneConfig
+from gptlib.settings import FinetuneConfig, parse_setting, setting_fields
 
 
 def _add_finetune(sub: argparse._SubParsersAction) -> None:
-    d = FinetuneConfig()
     p = sub.add_parser("finetune", help="fine-tune GPT-2 as an SMS spam classifier (the book's chapter 6)",
                        description="Run the whole chapter: data, pretrained weights, head, training, "
                                    "final accuracies, plots, metrics.json and a checkpoint. Defaults are the book's.")
-    p.add_argument("--model-size", default=d.model_size, help=f"model preset (default {d.model_size!r}; "
-                   "also 'gpt2-medium (355M)', 'gpt2-large (774M)', 'gpt2-xl (1558M)', 'gpt2-tiny (test)')")
-    p.add_argument("--weights", choices=["pretrained", "random"], default=d.weights)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--drop-rate", type=float, default=d.drop_rate)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--trainable", default=d.trainable,
-                   help="head | last_block (book) | last_N_blocks | all (default %(default)s)")
-    p.add_argument("--token", choices=["last", "first", "last_real", "mean"], default=d.token,
-                   help="which position's logits are read (default %(default)s)")
-    p.add_argument("--padding", choices=["max_length", "batch"], default=d.padding,
-                   help="pad to the longest training message (book) or per batch")
-    p.add_argument("--max-length", type=int, default=None,
-                   help="pad/truncate to this many tokens (default: longest training message; 1024 = exercise 6.1)")
-    p.add_argument("--data", default=None, help="local SMSSpamCollection file, zip or folder (else download; "
-                   "GPTLIB_DATA_DIR works too)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device, help="auto | cpu | cuda | mps (default %(default)s)")
-    p.add_argument("--output", default=d.output, help="folder for metrics.json and classifier.pth")
-    p.add_argument("--figures", default=d.figures, help="folder for the loss/accuracy plots")
-    p.add_argument("--eval-freq", type=int, default=d.eval_freq)
-    p.add_argument("--eval-iter", type=int, default=d.eval_iter)
-    p.add_argument("--train-limit", type=int, default=None, help="use only the first N training messages")
-    p.add_argument("--speed", choices=["book", "exact", "fast"], default=d.speed,
-                   help="book: the book's plain computation; exact (default): the same results, faster, "
-                        "by reusing frozen activations; fast: last real token, per-batch padding, "
-                        "length grouping where padding costs work (and bf16 where fast)")
+    for f in setting_fields():  # one flag per FinetuneConfig setting, from its metadata
+        meta = f.metadata
+        choices = meta["choices"] if f.name != "model_size" else None
+        shown = f"{f.default!r}" if f.default is not None else "none"
+        extra = f"; also {', '.join(repr(c) for c in meta['choices'][1:])}" if f.name == "model_size" else ""
+        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=f.default, metavar=_metavar(meta, choices),
+                       type=functools.partial(_parse, f.name),
+                       help=f"{meta['help']} (default {shown}{extra})"
+                            + (f"; one of {', '.join(map(str, choices))}" if choices else ""))
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="run N times, with seeds SEED, SEED+1, ... (files in OUTPUT/seed-S), and print the "
+                        "test accuracy's mean, spread and 95%% interval (default 1)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _metavar(meta: dict, choices: tuple | None) -> str:
+    if choices:
+        return "|".join(map(str, choices))
+    return {"int": "N", "int?": "N", "float": "X", "trainable": "WHAT"}.get(meta["parse"], "TEXT")
+
+
+def _parse(name: str, text: str):
+    try:
+        return parse_setting(name, text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _finetune(args: argparse.Namespace) -> int:
     from gptlib.finetune import run_finetune
 
-    values = {k: v for k, v in vars(args).items() if k not in ("command", "no_progress", "func")}
-    trainable = values["trainable"]
-    values["trainable"] = int(trainable) if str(trainable).isdigit() else trainable
-    run_finetune(FinetuneConfig.from_dict(values), progress=not args.no_progress)
+    values = {f.name: getattr(args, f.name) for f in setting_fields()}
+    cfg = FinetuneConfig.from_dict(values)
+    if args.seeds == 1:
+        run_finetune(cfg, progress=not args.no_progress)
+        return 0
+    from gptlib.finetune import run_finetune_seeds
+
+    results, s = run_finetune_seeds(cfg, args.seeds, progress=not args.no_progress)
+    tests = ", ".join(f"{100 * r.test_accuracy:.2f}%" for r in results)
+    print(f"test accuracy over {s['seeds']} seeds ({tests}): mean {100 * s['mean']:.2f}%, spread "
+          f"{100 * s['std']:.2f} points, 95% interval {100 * s['low']:.2f}-{100 * s['high']:.2f}% "
+          f"({s['n']} test messages and the seeds' spread; see gptlib.noise)")
+    return 0
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from gptlib.files import cache_dir
+    from gptlib.store import default_store
+
+    store = default_store()
+    if args.action == "clear":
+        removed = store.clear()
+        print(f"removed {removed} activation set(s) from {store.root}")
+        return 0
+    home = cache_dir()
+    print(f"gptlib cache: {home}")
+    for name in ("data", "weights"):
+        folder = home / name
+        files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+        print(f"  {name}: {len(files)} file(s), {sum(p.stat().st_size for p in files) / 2**20:,.1f} MiB")
+    entries = store.disk_entries()
+    print(f"  activations: {len(entries)} set(s), {store.disk_bytes() / 2**20:,.1f} MiB of "
+          f"{store.max_disk_bytes / 2**20:,.0f} MiB (GPTLIB_STORE_DISK_MB) in {store.root}")
+    for path in reversed(entries):  # most recently used first
+        print(f"    {path.name}  {path.stat().st_size / 2**20:,.1f} MiB")
     return 0
 
 
@@ -110,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     dl = sub.add_parser("download", help="fetch the data and/or weights ahead of time (e.g. before class)")
     dl.add_argument("what", choices=["data", "weights", "all"], nargs="?", default="all")
     dl.add_argument("--model-size", nargs="+", default=["gpt2-small (124M)"], help="weight presets to fetch")
+    cache = sub.add_parser("cache", help="what gptlib keeps on disk (data, weights, frozen activations)")
+    cache.add_argument("action", choices=["info", "clear"],
+                       help="info: sizes and folders; clear: remove the stored frozen activations")
     asg = sub.add_parser("assignments", help="classroom assignments: build the student versions")
     asg_sub = asg.add_subparsers(dest="action", required=True)
     b = asg_sub.add_parser("build", help="write the assignment notebooks without their solutions to OUTDIR")
@@ -122,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"finetune": _finetune, "classify": _classify, "download": _download,
-                "assignments": _assignments}
+                "assignments": _assignments, "cache": _cache}
     from gptlib.data import DataError
     from gptlib.download import DownloadError
     from gptlib.weights import WeightLoadError

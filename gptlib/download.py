@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
 import socket
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -23,70 +21,35 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-CHUNK = 1 << 20
+from gptlib.files import CHUNK, atomic_path, atomic_write_bytes, cache_dir, sha256_of
+
+__all__ = ["DownloadError", "atomic_write_bytes", "cache_dir", "download_file", "sha256_of"]
 
 
 class DownloadError(RuntimeError):
     """A file could not be fetched from any of its URLs (the message says what to do)."""
 
 
-def cache_dir() -> Path:
-    """gptlib's cache folder: ``$GPTLIB_HOME``, else ``$XDG_CACHE_HOME/gptlib`` or ``~/.cache/gptlib``."""
-    home = os.environ.get("GPTLIB_HOME")
-    if home:
-        return Path(home).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "gptlib"
-
-
-def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write bytes to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _fetch_once(url: str, dest: Path, sha256: str | None, timeout: float, progress: bool) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": "gptlib"})
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            expected = int(length) if length is not None else None
-            digest = hashlib.sha256()
-            received = 0
-            with tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024,
-                      desc=dest.name, disable=not progress, leave=False) as bar:
-                while chunk := response.read(CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
+    with atomic_path(dest) as tmp, open(tmp, "wb") as out, \
+            urllib.request.urlopen(request, timeout=timeout) as response:
+        length = response.headers.get("Content-Length")
+        expected = int(length) if length is not None else None
+        digest = hashlib.sha256()
+        received = 0
+        with tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024,
+                  desc=dest.name, disable=not progress, leave=False) as bar:
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+        out.flush()
         if expected is not None and received != expected:
             raise DownloadError(f"transfer cut short: got {received:,} of {expected:,} bytes")
         if sha256 is not None and digest.hexdigest() != sha256:
             raise DownloadError(f"checksum mismatch: sha256 {digest.hexdigest()}, expected {sha256}")
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def download_file(

@@ -17,20 +17,33 @@ final norm and head (keys and values are still needed for every position it sees
 
 Where a condition fails, that trick switches itself off and the plain computation runs;
 ``explain()`` says which tricks are on. All the gptlib training and evaluation functions work
-with the wrapper unchanged (they call ``classify_logits`` when a model has it).
+with the wrapper unchanged: it is a :class:`gptlib.classifier.ClassifierRunner`, whose
+``classify_logits`` they call. Whole sets of frozen activations go to :mod:`gptlib.store`, so
+the next run with the same frozen part (in this process or a later one) skips that work.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from gptlib.classifier import last_real_index, select_token_logits
+from gptlib.classifier import ClassifierRunner, last_real_index, select_token_logits
+from gptlib.fast_math import bf16_is_fast, block_at_read, packed_attention
 from gptlib.model import GPTModel
+from gptlib.store import (
+    ActivationSet,
+    ActivationStore,
+    default_store,
+    set_digest,
+    weights_fingerprint,
+)
+
+_USE_DEFAULT_STORE = object()
 
 
 def _row_lengths(input_ids: torch.Tensor, token: str, pad_token_id: int) -> list[int]:
@@ -57,30 +70,49 @@ def _params(*roots: nn.Module) -> list[nn.Parameter]:
     return [p for m in _submodules(*roots) for p in m._parameters.values() if p is not None]
 
 
-def _trains(*roots: nn.Module) -> bool:
-    return any(p.requires_grad for p in _params(*roots))
+def _dropouts(*roots: nn.Module) -> list[nn.Dropout]:
+    return [m for m in _submodules(*roots) if isinstance(m, nn.Dropout) and m.p > 0]
 
 
-class CachedClassifier(nn.Module):
+@dataclass
+class _Survey:
+    """What ``CachedClassifier`` needs to know of the model at one call (see ``_survey``)."""
+
+    k: int  # leading frozen blocks; -1 when the embeddings train
+    prefix_params: list[nn.Parameter]  # the embeddings' and those blocks' parameters
+    prefix_dropout: list[nn.Dropout]  # dropout layers with p > 0 in the frozen part
+    last_dropout: list[nn.Dropout]  # ... in the last block
+
+
+class CachedClassifier(ClassifierRunner):
     """A classifier that reuses frozen activations and computes only the read position.
 
     ``cache_dtype`` is the dtype of the kept activations (float32 is exact; bfloat16 halves the
     memory). ``compute_dtype=torch.bfloat16`` runs the frozen prefix under bf16 autocast (fast
     on CPUs with AMX and on recent GPUs; not bit-exact). ``max_cache_bytes`` bounds the memory
     the kept activations may take; past it, new messages are computed without being kept.
+    ``store``: where ``warm_up`` finds and leaves whole sets of activations for other runs
+    (:mod:`gptlib.store`; the process's default store unless given, ``None`` for none).
+    ``read_with_dropout``: also compute only the read position when the last block has active
+    dropout (the same distribution of dropout masks as the plain path, drawn from a different
+    random stream, so not bit-exact: fast mode's choice).
     """
 
     def __init__(self, model: GPTModel, cache_dtype: torch.dtype = torch.float32,
-                 compute_dtype: torch.dtype | None = None, max_cache_bytes: int = 4 * 2**30):
+                 compute_dtype: torch.dtype | None = None, max_cache_bytes: int = 4 * 2**30,
+                 store: ActivationStore | None | object = _USE_DEFAULT_STORE, read_with_dropout: bool = False):
         super().__init__()
         self.model = model
         self.cache_dtype = cache_dtype
         self.compute_dtype = compute_dtype
         self.max_cache_bytes = max_cache_bytes
+        self.store = default_store() if store is _USE_DEFAULT_STORE else store
+        self.read_with_dropout = read_with_dropout
         self._cache: dict[tuple, torch.Tensor] = {}
         self._cache_bytes = 0
         self._stamp: tuple | None = None
         self.stats = {"hits": 0, "misses": 0, "not_kept": 0}
+        self.warm_source: str | None = None  # where warm_up found the activations: computed/memory/disk
 
     def __getattr__(self, name: str):
         try:
@@ -92,47 +124,51 @@ class CachedClassifier(nn.Module):
         return self.model(in_idx)
 
     # -- which tricks apply ------------------------------------------------------------------
-    def n_frozen_blocks(self) -> int:
-        """Leading blocks whose parameters (and the embeddings') are all frozen."""
+    def _survey(self) -> _Survey:
+        """One walk over the model: how many leading blocks are frozen, their parameters, and
+        where dropout with p > 0 sits. Every batch asks, so it is one plain pass over
+        ``_modules`` (``Module.modules()``/``parameters()`` cost milliseconds)."""
         m = self.model
-        if _trains(m.tok_emb, m.pos_emb):
-            return -1  # even the embeddings train: nothing to reuse
-        n = 0
-        for block in m.trf_blocks:
-            if _trains(block):
+        emb = _params(m.tok_emb, m.pos_emb)
+        if any(p.requires_grad for p in emb):
+            return _Survey(-1, [], _dropouts(m.drop_emb), [])  # even the embeddings train: no reuse
+        prefix, dropouts, k = list(emb), _dropouts(m.drop_emb), 0
+        blocks = list(m.trf_blocks)
+        for block in blocks:
+            mods = _submodules(block)
+            params = [p for x in mods for p in x._parameters.values() if p is not None]
+            if any(p.requires_grad for p in params):
                 break
-            n += 1
-        return n
+            prefix += params
+            dropouts += [x for x in mods if isinstance(x, nn.Dropout) and x.p > 0]
+            k += 1
+        last = [x for x in _submodules(blocks[-1]) if isinstance(x, nn.Dropout) and x.p > 0] if blocks else []
+        return _Survey(k, prefix, dropouts, last)
 
-    def _dropout_active(self, modules: Iterable[nn.Module], training: bool | None = None) -> bool:
-        """Any dropout with p > 0 that is on: in the modules' present mode, or in ``training`` mode."""
-        return any(isinstance(x, nn.Dropout) and x.p > 0 and (x.training if training is None else training)
-                   for x in _submodules(*modules))
+    def n_frozen_blocks(self) -> int:
+        """Leading blocks whose parameters (and the embeddings') are all frozen (-1: the embeddings train)."""
+        return self._survey().k
 
-    def _frozen_part(self, k: int | None = None) -> list[nn.Module]:
-        k = self.n_frozen_blocks() if k is None else k
-        return [self.model.drop_emb, *self.model.trf_blocks[:max(k, 0)]]
-
-    def reuse_on(self, k: int | None = None) -> bool:
-        """Whether the frozen part's kept output is used now (in the model's present mode).
-        ``k``: ``n_frozen_blocks()`` when the caller has it already."""
-        k = self.n_frozen_blocks() if k is None else k
-        return k >= 0 and not self._dropout_active(self._frozen_part(k))
+    def reuse_on(self, survey: _Survey | None = None) -> bool:
+        """Whether the frozen part's kept output is used now (in the model's present mode)."""
+        s = survey or self._survey()
+        return s.k >= 0 and not any(d.training for d in s.prefix_dropout)
 
     def reuse_in_training(self) -> bool:
         """Whether reuse also stays on while training (no dropout with p > 0 in the frozen part)."""
-        return self.n_frozen_blocks() >= 0 and not self._dropout_active(self._frozen_part(), training=True)
+        s = self._survey()
+        return s.k >= 0 and not s.prefix_dropout
 
     def padding_is_cheap_in_training(self, token: str) -> bool:
         """True when training computes, over kept activations, only the last block's read
         position: padded positions then cost next to nothing (grouping by length saves no work)."""
-        last = self.model.trf_blocks[-1]
-        return (self.reuse_in_training() and self.n_frozen_blocks() == len(self.model.trf_blocks) - 1
-                and token != "mean" and not self._dropout_active([last], training=True))
+        s = self._survey()
+        return (s.k >= 0 and not s.prefix_dropout and s.k == len(self.model.trf_blocks) - 1
+                and token != "mean" and (self.read_with_dropout or not s.last_dropout))
 
-    def read_position_on(self, token: str) -> bool:
-        last = self.model.trf_blocks[-1]
-        return token != "mean" and not self._dropout_active([last])
+    def read_position_on(self, token: str, survey: _Survey | None = None) -> bool:
+        s = survey or self._survey()
+        return token != "mean" and (self.read_with_dropout or not any(d.training for d in s.last_dropout))
 
     def explain(self, token: str = "last") -> str:
         k = self.n_frozen_blocks()
@@ -140,15 +176,14 @@ class CachedClassifier(nn.Module):
                  else "no reuse (the embeddings train or the frozen part has active dropout)")
         read = ("computing only the read position in the last block" if self.read_position_on(token)
                 else "computing every position in the last block (token 'mean' or active dropout)")
+        if self.read_position_on(token) and self.read_with_dropout and self._survey().last_dropout:
+            read += " (its dropout masks drawn there, not bit-exact)"
         return f"{reuse}; {read}."
 
     # -- the frozen prefix -------------------------------------------------------------------
-    def _check_stamp(self, k: int) -> None:
+    def _check_stamp(self, survey: _Survey) -> None:
         """Forget kept activations if a frozen weight was changed in place since they were made."""
-        m = self.model
-        k = max(k, 0)
-        params = _params(m.tok_emb, m.pos_emb, *m.trf_blocks[:k])
-        stamp = (k, tuple((id(p), p._version) for p in params))
+        stamp = (survey.k, tuple((id(p), p._version) for p in survey.prefix_params))
         if stamp != self._stamp:
             self.clear_cache()
             self._stamp = stamp
@@ -186,24 +221,22 @@ class CachedClassifier(nn.Module):
         with self._autocast(device):
             x = m.drop_emb(m.tok_emb(ids) + m.pos_emb(positions))
             for block in m.trf_blocks[:k]:
-                x = x + block.drop_resid(_packed_attention(block.att, block.norm1(x), slots, len(rows), width))
+                x = x + block.drop_resid(packed_attention(block.att, block.norm1(x), slots, len(rows), width))
                 x = x + block.drop_resid(block.ff(block.norm2(x)))
         return x
 
-    def prefix_activations(self, input_ids: torch.Tensor, lengths: list[int], k: int | None = None) -> torch.Tensor:
-        """Frozen-prefix output for each row's first ``lengths[i]`` tokens, right-padded with zeros.
-        ``k``: ``n_frozen_blocks()`` when the caller has it already."""
-        k = self.n_frozen_blocks() if k is None else k
-        self._check_stamp(k)
-        keys = [tuple(input_ids[i, :n].tolist()) for i, n in enumerate(lengths)]
-        fresh = self._compute_missing(input_ids, lengths, keys, k)
-        width = max(lengths)
-        dim = self.model.tok_emb.weight.shape[1]
-        x = torch.zeros(len(keys), width, dim, device=input_ids.device)
-        for i, key in enumerate(keys):
-            act = fresh[i] if i in fresh else self._cache[key]
-            x[i, : lengths[i]] = act.to(device=x.device, dtype=x.dtype)
-        return x
+    def prefix_activations(self, input_ids: torch.Tensor, lengths: list[int],
+                           survey: _Survey | None = None) -> torch.Tensor:
+        """Frozen-prefix output for each row's first ``lengths[i]`` tokens, right-padded with zeros
+        (float32). ``survey``: ``_survey()`` when the caller has it already."""
+        survey = survey or self._survey()
+        self._check_stamp(survey)
+        rows = input_ids.tolist()
+        keys = [tuple(row[:n]) for row, n in zip(rows, lengths, strict=True)]
+        fresh = self._compute_missing(input_ids, lengths, keys, survey.k)
+        acts = [fresh[i] if i in fresh else self._cache[key] for i, key in enumerate(keys)]
+        x = torch.nn.utils.rnn.pad_sequence(acts, batch_first=True)
+        return x.to(device=input_ids.device, dtype=torch.float32)
 
     def _compute_missing(self, input_ids: torch.Tensor, lengths: list[int], keys: list[tuple],
                          k: int) -> dict[int, torch.Tensor]:
@@ -238,15 +271,27 @@ class CachedClassifier(nn.Module):
         self._cache_bytes = used
         return fresh
 
+    def prefix_identity(self, k: int) -> dict:
+        """What decides the frozen part's output, for the store's key: a fingerprint of the
+        frozen tensors, the architecture, the number of frozen blocks, the dtypes, the device."""
+        m = self.model
+        arch = {key: m.cfg.get(key) for key in ("vocab_size", "context_length", "emb_dim", "n_heads",
+                                                 "n_layers", "qkv_bias")}
+        return {"format": 1, "weights": weights_fingerprint([m.tok_emb, m.pos_emb, *m.trf_blocks[:k]]),
+                "config": arch, "n_frozen_blocks": k, "compute_dtype": str(self.compute_dtype),
+                "cache_dtype": str(self.cache_dtype), "device": m.tok_emb.weight.device.type}
+
     def warm_up(self, datasets: Iterable, token: str = "last", batch_tokens: int = 4096,
                 progress: bool = False) -> None:
         """Fill the cache from the datasets' token ids, without touching any DataLoader (so the
         global random state, and with it the book's run, is unchanged).
 
-        Each distinct message is computed once; messages are sorted by length and batched up to
-        ``batch_tokens`` tokens, so the matrix products (which run on the packed real tokens, see
-        ``_prefix``) are large enough to run near the machine's peak, and attention, the one
-        step that sees the rows padded, has little padding to see.
+        The whole set is first looked up in the store (another run's, in this process or on
+        disk); else each distinct message is computed once, and the set is left in the store.
+        Messages are sorted by length and batched up to ``batch_tokens`` tokens, so the matrix
+        products (which run on the packed real tokens, see ``_prefix``) are large enough to run
+        near the machine's peak, and attention, the one step that sees the rows padded, has
+        little padding to see.
         """
         if not self.reuse_on():
             return
@@ -257,31 +302,68 @@ class CachedClassifier(nn.Module):
         pad = pads.pop()
         unique = dict.fromkeys(tuple(_needed(ids, token, pad)) for ds in datasets for ids in ds.encoded_texts)
         rows = sorted(unique, key=len, reverse=True)
-        chunks, start = [], 0
-        while start < len(rows):
-            size = max(1, batch_tokens // len(rows[start]))
-            chunks.append(rows[start: start + size])
-            start += size
-        k = self.n_frozen_blocks()
-        self._check_stamp(k)
-        for chunk in tqdm(chunks, desc="frozen layers, once per message", unit="batch", disable=not progress):
+        survey = self._survey()
+        k = survey.k
+        self._check_stamp(survey)
+        if all(row in self._cache for row in rows):
+            return
+        total = sum(len(r) for r in rows)
+        dim = self.model.tok_emb.weight.shape[1]
+        nbytes = total * dim * torch.tensor([], dtype=self.cache_dtype).element_size()
+        if nbytes + self._cache_bytes > self.max_cache_bytes:  # not all fits: keep what does
+            self._fill(rows, pad, k, batch_tokens, progress)
+            return
+        key = set_digest(self.prefix_identity(k), rows) if self.store is not None else None
+        found = self.store.get(key) if key is not None else None
+        if found is not None:
+            entry, self.warm_source = found
+            slab = entry.slab.to(device)
+            self._keep_set(ActivationSet(entry.messages, slab))
+            return
+        slab = torch.empty(total, dim, dtype=self.cache_dtype, device=device)
+        offset = 0
+        for chunk in tqdm(_chunks(rows, batch_tokens), desc="frozen layers, once per message", unit="batch",
+                          disable=not progress):
+            n = sum(len(r) for r in chunk)
+            slab[offset: offset + n] = self._prefix([torch.tensor(r, device=device) for r in chunk], k)
+            offset += n
+        computed = ActivationSet(rows, slab)
+        self.stats["misses"] += len(rows)
+        self._keep_set(computed)
+        self.warm_source = "computed"
+        if key is not None:
+            self.store.put(key, computed, meta={"messages": len(rows), "tokens": total, "k": k})
+
+    def _keep_set(self, found: ActivationSet) -> None:
+        for ids, act in found.rows().items():
+            if ids not in self._cache:
+                self._cache[ids] = act
+                self._cache_bytes += act.numel() * act.element_size()
+
+    def _fill(self, rows: list[tuple], pad: int, k: int, batch_tokens: int, progress: bool) -> None:
+        """Compute and keep, message by message, as much as fits under ``max_cache_bytes``."""
+        device = self.model.tok_emb.weight.device
+        for chunk in tqdm(_chunks(rows, batch_tokens), desc="frozen layers, once per message", unit="batch",
+                          disable=not progress):
             batch = torch.full((len(chunk), len(chunk[0])), pad, dtype=torch.long)
             for i, ids in enumerate(chunk):
                 batch[i, : len(ids)] = torch.tensor(ids)
             self._compute_missing(batch.to(device), [len(ids) for ids in chunk], list(chunk), k)
+        self.warm_source = "computed"
 
     # -- the trainable top -------------------------------------------------------------------
     def classify_logits(self, input_ids: torch.Tensor, token: str = "last", pad_token_id: int = 50256) -> torch.Tensor:
         """(batch, classes) logits of the read token; equal to the plain path's."""
         m = self.model
-        k = self.n_frozen_blocks()
-        reuse, read_one = self.reuse_on(k), self.read_position_on(token)
+        survey = self._survey()
+        k = survey.k
+        reuse, read_one = self.reuse_on(survey), self.read_position_on(token, survey)
         if not reuse and not read_one:
             return select_token_logits(m(input_ids), input_ids, token, pad_token_id)
         m.check_input(input_ids)
         lengths = _row_lengths(input_ids, token, pad_token_id)
         if reuse:
-            x = self.prefix_activations(input_ids, lengths, k)
+            x = self.prefix_activations(input_ids, lengths, survey)
         else:
             k = 0
             width = max(lengths)
@@ -298,73 +380,11 @@ class CachedClassifier(nn.Module):
         for block in top[:-1]:
             x = block(x)
         read = torch.tensor([n - 1 for n in lengths], device=x.device)
-        h = _block_at(top[-1], x, read)
+        h = block_at_read(top[-1], x, read)
         return m.out_head(m.final_norm(h))
 
 
-def _packed_attention(att: nn.Module, a: torch.Tensor, slots: torch.Tensor, rows: int, width: int) -> torch.Tensor:
-    """Causal self-attention of packed tokens ``a`` (n, d): token j sits at ``slots[j]`` of a
-    (rows x width) right-padded layout. Projections run packed; attention runs padded."""
-    def padded(t: torch.Tensor) -> torch.Tensor:
-        out = t.new_zeros(rows * width, t.shape[-1])
-        out[slots] = t
-        return att.split_heads(out.view(rows, width, -1))
-
-    context = torch.nn.functional.scaled_dot_product_attention(
-        padded(att.W_query(a)), padded(att.W_key(a)), padded(att.W_value(a)), is_causal=True)
-    context = context.transpose(1, 2).reshape(rows * width, -1)[slots]
-    return att.out_proj(context)
-
-
-def _block_at(block: nn.Module, x: torch.Tensor, read: torch.Tensor) -> torch.Tensor:
-    """A transformer block's output at one position per row (``read[i]``), shape (b, d).
-
-    Only the read position needs a query, an attention output, the feed-forward and the
-    residuals. Its attention needs every visible position's key and value, but not as
-    separate vectors: with a_j = norm1(x_j), per head h,
-
-        q . k_j = q . (W_k a_j + b_k) = (W_k^T q) . a_j + q . b_k
-        sum_j w_j v_j = W_v (sum_j w_j a_j) + b_v                    (the weights w_j sum to 1)
-
-    so a (T x d) @ (d x d) projection of all positions becomes two (d x d) products for the
-    read position plus two length-T weighted sums: the same numbers, a fraction of the work.
-    """
-    att = block.att
-    b, t, d = x.shape
-    heads, head_dim = att.num_heads, att.head_dim
-    rows = torch.arange(b, device=x.device)
-    a = block.norm1(x)  # (b, T, d)
-    query = att.W_query(a[rows, read]).view(b, heads, head_dim)
-    w_key = att.W_key.weight.view(heads, head_dim, d)
-    u = torch.einsum("bhe,hed->bhd", query, w_key)  # W_k^T q, per head
-    scores = torch.einsum("bhd,btd->bht", u, a)
-    if att.W_key.bias is not None:  # q . b_k shifts all of a row's scores alike; kept so that
-        # b_k gets its (zero) gradient and weight decay exactly as in the plain computation
-        scores = scores + (query * att.W_key.bias.view(heads, head_dim)).sum(-1, keepdim=True)
-    scores = scores / head_dim**0.5
-    hidden = torch.arange(t, device=x.device)[None, None, :] > read[:, None, None]  # causal, per row
-    weights = torch.softmax(scores.masked_fill(hidden, -torch.inf), dim=-1)
-    mixed = torch.einsum("bht,btd->bhd", weights, a)  # sum_j w_j a_j, per head
-    w_value = att.W_value.weight.view(heads, head_dim, d)
-    context = torch.einsum("bhd,hed->bhe", mixed, w_value)
-    if att.W_value.bias is not None:
-        context = context + att.W_value.bias.view(heads, head_dim)
-    h = x[rows, read] + block.drop_resid(att.out_proj(context.reshape(b, d)))
-    return h + block.drop_resid(block.ff(block.norm2(h)))
-
-
 SPEEDS = ("book", "exact", "fast")
-
-
-def bf16_is_fast(device: torch.device | str) -> bool:
-    """True where bfloat16 matmuls are fast: CUDA GPUs with bf16, CPUs with AMX tiles."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        amx = getattr(torch._C._cpu, "_is_amx_tile_supported", None)
-        return bool(amx and amx())
-    return False
 
 
 def wrap_for_speed(model: nn.Module, speed: str) -> nn.Module:
@@ -373,13 +393,23 @@ def wrap_for_speed(model: nn.Module, speed: str) -> nn.Module:
     hardware makes that fast, else in float32)."""
     if speed not in SPEEDS:
         raise ValueError(f"speed must be one of {SPEEDS}; got {speed!r}.")
-    if speed == "book" or hasattr(model, "classify_logits"):
+    if speed == "book" or isinstance(model, ClassifierRunner):
         return model
     if speed == "fast":  # keep activations in bf16 (half the memory); compute in bf16 where fast
         fast_bf16 = bf16_is_fast(model.tok_emb.weight.device)
         return CachedClassifier(model, cache_dtype=torch.bfloat16,
-                                compute_dtype=torch.bfloat16 if fast_bf16 else None)
+                                compute_dtype=torch.bfloat16 if fast_bf16 else None, read_with_dropout=True)
     return CachedClassifier(model)
+
+
+def _chunks(rows: list[tuple], batch_tokens: int) -> list[list[tuple]]:
+    """Rows (sorted longest first) in consecutive batches of about ``batch_tokens`` padded tokens."""
+    chunks, start = [], 0
+    while start < len(rows):
+        size = max(1, batch_tokens // max(len(rows[start]), 1))
+        chunks.append(rows[start: start + size])
+        start += size
+    return chunks
 
 
 def _needed(ids: list[int], token: str, pad_token_id: int) -> list[int]:

@@ -9,18 +9,16 @@ from __future__ import annotations
 import json
 import time
 import zipfile
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
+from gptlib.base_models import base_model, classifier_from_base
 from gptlib.classifier import (
-    TOKEN_CHOICES,
-    add_classification_head,
     save_classifier,
-    trainable_blocks,
     trainable_summary,
 )
 from gptlib.data import (
@@ -34,8 +32,9 @@ from gptlib.data import (
 )
 from gptlib.device import get_device
 from gptlib.download import atomic_write_bytes, sha256_of
-from gptlib.fast import SPEEDS, estimate_cache_bytes, wrap_for_speed
-from gptlib.model import GPTModel, get_config, resolve_preset
+from gptlib.fast import estimate_cache_bytes, wrap_for_speed
+from gptlib.model import GPTModel, get_config
+from gptlib.settings import FinetuneConfig
 from gptlib.tokenizer import get_tokenizer
 from gptlib.train import (
     calc_accuracy_loader,
@@ -43,73 +42,7 @@ from gptlib.train import (
     train_classifier_simple,
 )
 
-
-@dataclass
-class FinetuneConfig:
-    """Settings of a fine-tuning run; the defaults are the book's."""
-
-    model_size: str = "gpt2-small (124M)"
-    weights: str = "pretrained"  # or "random"
-    epochs: int = 5
-    lr: float = 5e-5
-    weight_decay: float = 0.1
-    drop_rate: float = 0.0
-    batch_size: int = 8
-    trainable: str = "last_block"
-    token: str = "last"
-    padding: str = "max_length"  # pad to the longest training message (book) or "batch"
-    max_length: int | None = None  # None: longest training message; 1024: the book's exercise 6.1
-    data: str | None = None  # a local SMSSpamCollection (or zip, or folder); else download
-    seed: int = 123
-    device: str = "auto"
-    output: str = "runs/finetune"
-    figures: str | None = "figures"
-    eval_freq: int = 50
-    eval_iter: int = 5
-    train_limit: int | None = None  # use only the first N training messages (for quick experiments)
-    speed: str = "exact"  # "book" (plain), "exact" (same results, faster), "fast" (see gptlib.fast)
-
-    def effective(self) -> FinetuneConfig:
-        """The settings actually used: ``speed="fast"`` reads the last real token of messages
-        padded per batch (with pretrained weights the book's bonus table has it more accurate)."""
-        out = replace(self, model_size=resolve_preset(self.model_size))
-        if self.speed == "fast":
-            out = replace(out, token="last_real", padding="batch")
-        return out
-
-    def check(self) -> None:
-        """Raise ValueError for settings that cannot work, naming the setting and its value."""
-        resolve_preset(self.model_size)
-        if self.weights not in ("pretrained", "random"):
-            raise ValueError(f"weights must be 'pretrained' or 'random'; got {self.weights!r}.")
-        if self.speed not in SPEEDS:
-            raise ValueError(f"speed must be one of {SPEEDS}; got {self.speed!r}.")
-        if self.token not in TOKEN_CHOICES:
-            raise ValueError(f"token must be one of {TOKEN_CHOICES}; got {self.token!r}.")
-        for name in ("epochs", "batch_size", "eval_freq", "eval_iter"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}.")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive; got {self.lr}.")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay}.")
-        if not 0 <= self.drop_rate < 1:
-            raise ValueError(f"drop_rate must be in [0, 1); got {self.drop_rate}.")
-        context = get_config(self.model_size)["context_length"]
-        if self.max_length is not None and not 1 <= self.max_length <= context:
-            raise ValueError(f"max_length {self.max_length} must be between 1 and the model's context ({context}).")
-        if self.padding not in ("max_length", "batch"):
-            raise ValueError(f"padding must be 'max_length' or 'batch'; got {self.padding!r}.")
-        trainable_blocks(self.trainable, get_config(self.model_size)["n_layers"])
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> FinetuneConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"Unknown setting(s) {sorted(unknown)}; valid: {sorted(known)}.")
-        return cls(**values)
-
+__all__ = ["FinetuneConfig", "FinetuneResult", "base_model", "build_model", "run_finetune", "run_finetune_seeds"]
 
 @dataclass
 class FinetuneResult:
@@ -167,23 +100,13 @@ def build_datasets(cfg: FinetuneConfig, tokenizer, data_dir: Path, context_lengt
                          padding=cfg.padding, context_length=context_length)
 
 
-def base_model(model_size: str, weights: str = "pretrained", drop_rate: float = 0.0, seed: int = 123,
-               progress: bool = True) -> GPTModel:
-    """GPT-2 with its language-model head, in eval mode: OpenAI's weights, or random ones
-    created right after ``torch.manual_seed(seed)`` (the book's initial weights for that seed)."""
-    if weights == "pretrained":
-        return GPTModel.from_pretrained(model_size, drop_rate=drop_rate, progress=progress)
-    if weights != "random":
-        raise ValueError(f"weights must be 'pretrained' or 'random'; got {weights!r}.")
-    torch.manual_seed(seed)
-    return GPTModel(get_config(model_size, drop_rate=drop_rate)).eval()
-
-
 def build_model(cfg: FinetuneConfig, device: torch.device, progress: bool = True) -> GPTModel:
-    """GPT-2 of the chosen size, pretrained or random, with the classification head."""
-    model = base_model(cfg.model_size, cfg.weights, cfg.drop_rate, cfg.seed, progress)
-    model = add_classification_head(model, num_classes=2, trainable=cfg.trainable, seed=cfg.seed, inplace=True)
-    return model.to(device)
+    """GPT-2 of the chosen size, pretrained or random, with the classification head. The
+    frozen part is shared with the process's base model (loaded once, see
+    :mod:`gptlib.base_models`); what trains is the run's own."""
+    return classifier_from_base(cfg.model_size, cfg.weights, trainable=cfg.trainable, drop_rate=cfg.drop_rate,
+                                dropout_scope=cfg.dropout_scope or "all", seed=cfg.seed, device=device,
+                                progress=progress)
 
 
 def run_finetune(cfg: FinetuneConfig | None = None, *, callback=None, progress: bool = True,
@@ -225,7 +148,12 @@ def run_finetune(cfg: FinetuneConfig | None = None, *, callback=None, progress: 
             f"Kept activations need about {need / 2**20:,.0f} MiB ({runner.cache_dtype}); "
             f"limit {runner.max_cache_bytes / 2**30:.1f} GiB.")
         if runner.reuse_on():
+            began = time.perf_counter()
             runner.warm_up(datasets, token=cfg.token, progress=progress)
+            how = {"computed": "computed", "memory": "taken from the store in memory",
+                   "disk": "taken from the store on disk"}.get(runner.warm_source or "", "computed")
+            say(f"Frozen activations {how} in {time.perf_counter() - began:.1f} s"
+                + (f"; {runner.store.describe()}" if runner.store is not None else ""))
 
     torch.manual_seed(cfg.seed)
     # fast mode also takes PyTorch's fused AdamW (one kernel per step instead of many; the
@@ -240,8 +168,8 @@ def run_finetune(cfg: FinetuneConfig | None = None, *, callback=None, progress: 
     kw = {"token": cfg.token}
     train_acc = calc_accuracy_loader(train_loader, runner, device, **kw)
     val_acc = calc_accuracy_loader(val_loader, runner, device, **kw)
-    test_acc = calc_accuracy_loader(test_loader, runner, device, **kw)
     test_metrics = classification_metrics(test_loader, runner, device, **kw)
+    test_acc = test_metrics["accuracy"]  # the same predictions calc_accuracy_loader counts
     seconds = time.perf_counter() - start
     say(f"Training accuracy: {train_acc * 100:.2f}%\nValidation accuracy: {val_acc * 100:.2f}%\n"
         f"Test accuracy: {test_acc * 100:.2f}%  ({seconds:.1f} s)")
@@ -257,6 +185,29 @@ def run_finetune(cfg: FinetuneConfig | None = None, *, callback=None, progress: 
         for key, path in result.files.items():
             say(f"wrote {key}: {path}")
     return result
+
+
+def run_finetune_seeds(cfg: FinetuneConfig, seeds: int, **kwargs: Any) -> tuple[list[FinetuneResult], dict[str, Any]]:
+    """``cfg`` run ``seeds`` times, with seeds ``cfg.seed``, ``cfg.seed + 1``, ...: the noise of a
+    setting made visible. Each run's files go to ``<output>/seed-<seed>`` (plots only for the
+    first). Returns the results and :func:`gptlib.noise.summarize` of their test accuracies;
+    ``kwargs`` go to :func:`run_finetune`. The frozen part is computed once for all seeds
+    with pretrained weights (with random ones each seed is another model)."""
+    from gptlib.noise import summarize
+
+    if seeds < 1:
+        raise ValueError(f"seeds must be at least 1; got {seeds}.")
+    if seeds == 1:
+        result = run_finetune(cfg, **kwargs)
+        return [result], summarize([result.test_accuracy], int(result.test_metrics.get("n") or 1))
+    results = []
+    for i in range(seeds):
+        seed = cfg.seed + i
+        one = replace(cfg, seed=seed, output=str(Path(cfg.output) / f"seed-{seed}"),
+                      figures=cfg.figures if i == 0 else None)
+        results.append(run_finetune(one, **kwargs))
+    n = int(results[0].test_metrics.get("n") or 1)
+    return results, summarize([r.test_accuracy for r in results], n)
 
 
 def _save_outputs(result: FinetuneResult, cfg: FinetuneConfig, model: GPTModel, output: Path) -> None:

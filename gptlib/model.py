@@ -13,6 +13,7 @@ This module knows nothing of data, downloads or training.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -281,10 +282,23 @@ class GPTModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path = "gpt2-small (124M)", **kwargs: Any) -> GPTModel:
-        """A model holding OpenAI's GPT-2 weights; see :func:`gptlib.weights.load_pretrained`."""
-        from gptlib.weights import load_pretrained  # weights sits on model, not the reverse
+        """A model holding OpenAI's GPT-2 weights; see :func:`gptlib.weights.load_pretrained`.
 
-        return load_pretrained(name_or_path, **kwargs)
+        This module knows nothing of weight files: ``gptlib.weights`` (which sits on it)
+        registers the loader with :func:`register_weight_loader` when it is imported, and
+        ``import gptlib`` imports it."""
+        if _weight_loader is None:
+            raise RuntimeError("No weight loader is registered: import gptlib.weights first.")
+        return _weight_loader(name_or_path, **kwargs)
+
+
+_weight_loader: Callable[..., GPTModel] | None = None
+
+
+def register_weight_loader(loader: Callable[..., GPTModel]) -> None:
+    """Declare how :meth:`GPTModel.from_pretrained` turns a name or a path into a model."""
+    global _weight_loader
+    _weight_loader = loader
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

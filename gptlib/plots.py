@@ -19,6 +19,8 @@ if matplotlib.get_backend().lower() not in ("agg",) and not matplotlib.is_intera
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from gptlib.files import atomic_path  # noqa: E402
+
 DEFAULT_FIGURES = Path("figures")
 
 
@@ -55,13 +57,11 @@ def plot_values(epochs_seen: Sequence[float] | torch.Tensor, examples_seen: Sequ
 def save_figure(fig: plt.Figure, stem: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Write ``fig`` as ``stem.<format>`` for each format, each through a temporary file."""
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for fmt in formats:
         final = stem.with_name(f"{stem.name}.{fmt}")
-        tmp = stem.with_name(f".{stem.name}.tmp.{fmt}")
-        fig.savefig(tmp, format=fmt, dpi=150 if fmt == "png" else None)
-        tmp.replace(final)
+        with atomic_path(final) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=150 if fmt == "png" else None)
         written.append(final)
     return written
 

@@ -134,8 +134,8 @@ def train_classifier_simple(
     and computes the frozen part in bfloat16 where the hardware does that fast (not bit-exact;
     pair it with ``token="last_real"`` and per-batch padding, as ``FinetuneConfig(speed="fast")`` does).
     """
-    if speed != "book" and not hasattr(model, "classify_logits"):
-        from gptlib.fast import wrap_for_speed
+    if speed != "book":
+        from gptlib.fast import wrap_for_speed  # fast sits on train's level; imported on demand
 
         model = wrap_for_speed(model, speed)
     train_losses: list[float] = []

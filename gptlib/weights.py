@@ -31,6 +31,7 @@ from gptlib.model import (
     GPTModel,
     check_config,
     get_config,
+    register_weight_loader,
     resolve_preset,
 )
 
@@ -234,6 +235,9 @@ def load_pretrained(
     model = model.to_empty(device="cpu")
     load_into(model, state_dict, source)
     return model.to(device).eval()
+
+
+register_weight_loader(load_pretrained)
 
 
 def _read_local(path: Path, n_heads: int | None) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:

@@ -55,7 +55,8 @@ from gptlib.data import (
     read_sms_spam,
     save_splits,
 )
-from gptlib.notebook import describe_message, is_book_data, show_source, token_explorer
+from gptlib.lab.explorers import token_explorer
+from gptlib.notebook import describe_message, is_book_data, show_source
 from gptlib.tokenizer import END_OF_TEXT, END_OF_TEXT_ID
 
 tokenizer = get_tokenizer()

@@ -48,7 +48,8 @@ from gptlib.classifier import (
     set_trainable,
     trainable_summary,
 )
-from gptlib.notebook import load_base_model, show_source, trainable_explorer
+from gptlib.lab.explorers import trainable_explorer
+from gptlib.notebook import load_base_model, show_source
 
 tokenizer = get_tokenizer()
 

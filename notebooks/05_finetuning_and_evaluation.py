@@ -55,8 +55,8 @@ from gptlib.classifier import (
     trainable_summary,
 )
 from gptlib.data import CLASS_NAMES, create_data_loaders, prepare_spam_splits, spam_datasets
+from gptlib.lab.explorers import classify_explorer
 from gptlib.notebook import (
-    classify_explorer,
     load_base_model,
     profile_device,
     show_source,
@@ -282,6 +282,15 @@ if len(val_losses) > 1:
 #   `GPTModel.from_pretrained(name, drop_rate=0.1)` (or `--drop-rate 0.1` on the command
 #   line) to switch it on. It acts only in training mode: in eval mode the model is
 #   deterministic again.
+#
+#   *Where* dropout acts matters once most of the model is frozen. In the book's code
+#   (`dropout_scope="all"`) the frozen blocks drop too. They learn nothing from it: in a
+#   frozen block, dropout is noise on the inputs of the part that trains, a different
+#   noise at every step. With `dropout_scope="trainable"` dropout acts only in the blocks
+#   that train, so the frozen blocks compute the same output for a message every time and
+#   gptlib computes it once and reuses it (`gptlib.fast`). The lab's fast mode uses
+#   "trainable" and says so; "exact" and "book" keep the book's "all", and pay for it:
+#   every step then runs all 12 blocks.
 # * **Weight decay** pulls every weight a little towards zero at each step, which favours
 #   simpler solutions. In AdamW it is separate from the gradient step: each step multiplies
 #   a weight by `1 - lr * weight_decay` (for the book's settings, 1 - 5e-5 * 0.1).

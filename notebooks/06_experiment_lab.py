@@ -30,14 +30,16 @@
 # classification fine-tuning (in the chapter 6 material of its code repository), whose
 # results the table below repeats.
 #
-# **Time.** One run with the book's settings (gpt2-small, 5 epochs, speed "exact") took
-# 24 minutes on the shared 2-core machine this lab was tested on: 12 to compute the frozen
-# blocks' outputs once, then about 2.5 per epoch. A laptop with more cores is likely
-# several times faster (the book reports about 5 minutes for its run on an M3 MacBook Air);
-# a data-centre GPU needs well under a minute. Training all layers, larger models or padding to 1,024
-# tokens take several times longer. The first run with pretrained weights also downloads
-# them (about 500 MB for gpt2-small). With `GPTLIB_PROFILE=smoke` (tiny random model,
-# made-up data) a run takes about a second, and its accuracies mean nothing.
+# **Time.** The first run with the book's settings computes the frozen blocks' outputs for
+# every message once; every later run in the same kernel (or a later kernel: they are also
+# kept on disk) takes them from a store and only trains the last block. On the shared 2-core
+# machine this lab was tested on (gpt2-small shape, random weights, real data), speed "fast"
+# took about 2 minutes for a first run and about half a minute for each run after it; speed
+# "exact" (the book's numbers) about 6.5 minutes, then under a minute. A laptop with more
+# cores is faster; a data-centre GPU needs seconds. Training all layers, larger models or
+# padding to 1,024 tokens take several times longer. The first run with pretrained weights
+# also downloads them (about 500 MB for gpt2-small). With `GPTLIB_PROFILE=smoke` (tiny random
+# model, made-up data) a run takes about a second, and its accuracies mean nothing.
 
 # %% tags=["parameters"]
 from gptlib.notebook import load_profile
@@ -52,7 +54,7 @@ print(profile)
 # %%
 from IPython.display import HTML
 
-from gptlib.widgets import ExperimentPanel, book_bonus_results
+from gptlib.lab import ExperimentPanel, book_bonus_results
 
 # %% [markdown]
 # ## The panel
@@ -73,12 +75,22 @@ from gptlib.widgets import ExperimentPanel, book_bonus_results
 # | token read | last (the book), first, last real (non-pad) token, mean over real tokens | 6.5, ex. 6.3 |
 # | padding | to the longest training message (the book: 120), per batch, to the model's context (1,024), a fixed length | 6.3, ex. 6.1 |
 # | speed | "book": the plain loop; "exact": same numbers, reuses what frozen layers computed; "fast": also reads the last real token of messages padded per batch | - |
-# | training messages | 0 for all 1,045; fewer to see how much data matters | - |
+# | dropout acts in | every block, frozen ones too (the book's, and "exact"/"book"'s default); only the parts that train ("fast"'s default: the frozen blocks stay reusable, so dropout costs no extra time) | 6.7 |
+# | training messages | "all" for all 1,045; fewer to see how much data matters | - |
+# | repeat with N seeds | N runs with seeds seed, seed+1, ...: the table then shows each setting's mean, spread and 95% interval | - |
 #
 # The table of runs gives the final accuracies on the whole training, validation and test
 # sets, the epoch with the best validation accuracy (measured on a few batches after each
 # epoch, as in the book), the gap between training and validation accuracy (a large
-# positive gap is a sign of overfitting), the time and whether the run was stopped.
+# positive gap is a sign of overfitting), the time and whether the run was stopped. It
+# shows the settings that differ between your runs; tick *every column* for all of them.
+#
+# **How much is noise?** 300 test messages make one message 0.33 points, and a single run's
+# test accuracy near 95% has a 95% interval of about +-2.5 points; another seed moves it
+# too. Use *repeat with N seeds* before reading much into a difference of a point or two:
+# runs that differ only in their seed form one group, and the table below the runs gives the
+# group's mean, spread and interval. `panel.engine.compare_with_book(group, "last_real")`
+# says whether a group differs from a row of the book's table by more than noise.
 
 # %%
 panel = ExperimentPanel(profile)
@@ -111,7 +123,7 @@ print(panel.last_message)
 panel.runs
 
 # %% [markdown]
-# Beside it, the book's bonus experiments: each changes one thing in the baseline (gpt2-small,
+# Below them, the book's bonus experiments: each changes one thing in the baseline (gpt2-small,
 # last token, last block trained, padded to the longest message) and reports training,
 # validation and test accuracy and minutes on an A100 GPU. The book's script shuffles the
 # data once more before splitting, so its baseline is not the chapter's run: compare

@@ -196,14 +196,16 @@ def test_length_grouped_batches_cover_everything_once():
     assert list(LengthGroupedBatchSampler(lengths, 3, True, 2)) == batches  # repeatable
 
 
-@pytest.mark.parametrize(("drop_rate", "trainable", "grouped"),
-                         [(0.0, "last_block", False), (0.1, "last_block", True), (0.0, "all", True),
-                          (0.0, "last_2_blocks", True)])
+@pytest.mark.parametrize(("drop_rate", "scope", "trainable", "grouped"),
+                         [(0.0, None, "last_block", False), (0.1, None, "last_block", False),
+                          (0.1, "all", "last_block", True), (0.0, None, "all", True),
+                          (0.0, None, "last_2_blocks", True)])
 def test_fast_mode_groups_by_length_only_where_it_saves_work(small_tsv, tmp_path, monkeypatch, one_thread,
-                                                            drop_rate, trainable, grouped):
+                                                            drop_rate, scope, trainable, grouped):
     """Where training computes only the last block's read position over kept activations,
-    padding costs next to nothing: fast mode keeps the book's shuffled batches. Elsewhere
-    (dropout, or more than one block training) it groups messages by length."""
+    padding costs next to nothing: fast mode keeps the book's shuffled batches, also with
+    dropout in the part that trains (fast mode's dropout scope). Elsewhere (dropout in the
+    frozen blocks, or more than one block training) it groups messages by length."""
     import gptlib.finetune as finetune
 
     seen = []
@@ -215,7 +217,8 @@ def test_fast_mode_groups_by_length_only_where_it_saves_work(small_tsv, tmp_path
     monkeypatch.setattr(finetune, "create_data_loaders", spy)
     cfg = finetune.FinetuneConfig(model_size="gpt2-tiny (test)", weights="random", data=str(small_tsv),
                                   epochs=1, speed="fast", drop_rate=drop_rate, trainable=trainable,
-                                  output=str(tmp_path / "out"), figures=None, device="cpu")
+                                  dropout_scope=scope, output=str(tmp_path / "out"), figures=None, device="cpu")
     result = finetune.run_finetune(cfg, progress=False, verbose=False, save=False)
     assert seen == [grouped]
+    assert result.config["dropout_scope"] == (scope or "trainable")
     assert result.config["token"] == "last_real" and result.config["padding"] == "batch"

@@ -174,10 +174,32 @@ def test_lab_notebook_runs_in_jupyterlab(lab_server, tmp_path):
             assert "done" in status, f"panel status after the run: {status!r}"
 
             second = rows.nth(1).inner_text()
-            assert "gpt2-tiny" in second and re.search(r"\d+\.\d\d%", second), second
+            assert re.search(r"\d+\.\d\d%", second), second
+            # the second run's time: in the status line, the message and its row's seconds column
+            message = page.locator(".gptlib-message").inner_text()
+            seconds = re.search(r"Run 2 done: test accuracy [\d.]+% \([\d,]+ examples seen, ([\d.]+) s\)", message)
+            assert seconds, f"panel message after the second run: {message!r}"
+            assert seconds.group(1) in status, (status, message)
+            assert float(seconds.group(1)) < 60, "a second smoke run took a minute or more"
+
+            # the book's bonus table, below the runs table and inside the panel, readable
+            panel = page.locator(".gptlib-lab").first
+            page.locator(".gptlib-lab label", has_text="show the book's bonus results").first.click()
+            book = page.locator(".gptlib-book-table table.gptlib-book")
+            book.wait_for(state="visible", timeout=30_000)
+            book.scroll_into_view_if_needed()
+            panel_box, book_box = panel.bounding_box(), book.bounding_box()
+            runs_box = page.locator(".gptlib-runs-table").first.bounding_box()
+            assert book_box["y"] >= runs_box["y"] + runs_box["height"] - 1, "the book's table is not below the runs"
+            assert book_box["x"] >= panel_box["x"] - 1, (book_box, panel_box)
+            box = page.locator(".gptlib-book-table .gptlib-table-box").first.bounding_box()
+            assert box["x"] + box["width"] <= panel_box["x"] + panel_box["width"] + 1, (box, panel_box)
+            cell = page.locator(".gptlib-book-table td", has_text="99.33%").first
+            assert cell.is_visible() and cell.bounding_box()["x"] < panel_box["x"] + panel_box["width"]
+            runs_table = page.locator(".gptlib-runs-table .gptlib-table-box").first.bounding_box()
+            assert runs_table["x"] + runs_table["width"] <= panel_box["x"] + panel_box["width"] + 1
 
             screenshot.parent.mkdir(parents=True, exist_ok=True)
-            panel = page.locator(".gptlib-lab").first
             panel.scroll_into_view_if_needed()
             panel.screenshot(path=str(screenshot))
         except Exception:

@@ -1,0 +1,104 @@
+"""GPT-2 base models, loaded (or randomly initialised) once per process and shared by every run.
+
+Reading OpenAI's weights, or creating 124M random ones, takes seconds; a lab session makes
+many runs from the same base. :func:`base_model` keeps the one most recently used base in
+memory (beside the download cache on disk) and hands out copies.
+
+:func:`classifier_from_base` makes a run's classifier without copying the frozen part: its
+frozen parameters are new ``Parameter`` objects over the base's tensors (so their
+``requires_grad`` is the run's own), and every parameter that trains is a private copy, so
+training never writes into the base. If a shared tensor is changed in place anyway (its
+version counter moves), the base is dropped and built again on the next call.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+
+import torch
+from torch import nn
+
+from gptlib.classifier import add_classification_head, set_dropout
+from gptlib.model import GPTModel, get_config, resolve_preset
+
+_lock = threading.Lock()
+_cached: dict[str, object] = {}  # {"key": ..., "model": GPTModel, "stamp": ...}
+
+
+def _stamp(model: nn.Module) -> tuple:
+    return tuple(p._version for p in model.parameters())
+
+
+def _key(model_size: str, weights: str, seed: int) -> tuple:
+    if weights == "random":
+        return (model_size, "random", seed)
+    from gptlib.weights import weights_path
+
+    path = weights_path(model_size)  # a file that changes on disk gives a new key
+    stat = path.stat() if path.exists() else None
+    return (model_size, "pretrained", str(path), stat.st_mtime_ns if stat else None, stat.st_size if stat else None)
+
+
+def shared_base(model_size: str, weights: str = "pretrained", seed: int = 123,
+                progress: bool = True) -> GPTModel:
+    """The process's base model for these settings (dropout off, eval mode). Not to be changed:
+    use :func:`base_model` for a copy of your own or :func:`classifier_from_base`."""
+    if weights not in ("pretrained", "random"):
+        raise ValueError(f"weights must be 'pretrained' or 'random'; got {weights!r}.")
+    model_size = resolve_preset(model_size)
+    key = _key(model_size, weights, seed)
+    with _lock:
+        if _cached.get("key") == key and _cached.get("stamp") == _stamp(_cached["model"]):
+            return _cached["model"]  # type: ignore[return-value]
+        _cached.clear()  # one base at a time: gpt2-xl alone is 6 GB
+        if weights == "pretrained":
+            model = GPTModel.from_pretrained(model_size, drop_rate=0.0, progress=progress)
+        else:
+            torch.manual_seed(seed)
+            model = GPTModel(get_config(model_size, drop_rate=0.0))
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        # the key after loading: a download made just now is part of it
+        _cached.update(key=_key(model_size, weights, seed), model=model, stamp=_stamp(model))
+        return model
+
+
+def base_model(model_size: str, weights: str = "pretrained", drop_rate: float = 0.0, seed: int = 123,
+               progress: bool = True) -> GPTModel:
+    """GPT-2 with its language-model head, in eval mode, as a copy of your own: OpenAI's
+    weights, or random ones created right after ``torch.manual_seed(seed)`` (the book's
+    initial weights for that seed)."""
+    model = copy.deepcopy(shared_base(model_size, weights, seed, progress))
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return set_dropout(model, drop_rate, scope="all", inplace=True)
+
+
+def _share_frozen(base: GPTModel) -> GPTModel:
+    """A structural copy of ``base`` whose parameters are new Parameters over the same tensors."""
+    memo = {id(p): nn.Parameter(p.detach(), requires_grad=False) for p in base.parameters()}
+    return copy.deepcopy(base, memo)
+
+
+def classifier_from_base(model_size: str, weights: str, *, trainable: str | int = "last_block",
+                         num_classes: int = 2, drop_rate: float = 0.0, dropout_scope: str = "all",
+                         seed: int = 123, device: torch.device | str = "cpu", progress: bool = True) -> GPTModel:
+    """A run's classifier: the shared base, a new head (seeded as in the book), ``trainable``
+    unfrozen as private copies, dropout ``drop_rate`` in ``dropout_scope``."""
+    model = _share_frozen(shared_base(model_size, weights, seed, progress))
+    model = add_classification_head(model, num_classes=num_classes, trainable=trainable, seed=seed, inplace=True)
+    for module in model.modules():
+        for name, p in list(module._parameters.items()):
+            if p is not None and p.requires_grad and not name.startswith("_"):
+                module._parameters[name] = nn.Parameter(p.detach().clone())
+    model = set_dropout(model, drop_rate, scope=dropout_scope, inplace=True)
+    return model.to(device)
+
+
+def forget_base() -> None:
+    """Drop the cached base model (frees its memory)."""
+    with _lock:
+        _cached.clear()
+

@@ -1,0 +1,153 @@
+"""The lab panel's widgets and their layout: one control per simple setting (made from the
+setting's metadata), the composite ones, buttons, progress, curves, tables, classifier box.
+Only this module, :mod:`gptlib.lab.form` and :mod:`gptlib.lab.panel` import ipywidgets."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+
+from gptlib.lab.bonus import book_bonus_rows
+from gptlib.lab.charts import curves_html
+from gptlib.lab.controls import PADDING_OPTIONS, SPEED_OPTIONS, TOKEN_OPTIONS, TRAINABLE_OPTIONS
+from gptlib.lab.engine import empty_curves
+from gptlib.lab.tables import CSS, book_html
+from gptlib.settings import setting_fields
+
+# The settings with a control of their own, made from the setting's metadata (in this order).
+SIMPLE_CONTROLS = ("model_size", "weights", "token", "speed", "epochs", "lr", "weight_decay", "drop_rate",
+                   "dropout_scope", "batch_size", "seed", "eval_freq")
+LABELS = {"model_size": "model", "lr": "learning rate", "weight_decay": "weight decay",
+          "drop_rate": "dropout rate", "dropout_scope": "dropout acts in", "batch_size": "batch size",
+          "token": "token read", "eval_freq": "evaluate every (steps)"}
+OPTIONS = {
+    "token": TOKEN_OPTIONS, "speed": SPEED_OPTIONS,
+    "weights": (("pretrained (OpenAI)", "pretrained"), ("random", "random")),
+    "dropout_scope": (("by speed (fast: trainable)", "auto"),
+                      ("every block, frozen ones too (book)", "all"), ("only the parts that train", "trainable")),
+}
+STYLE = {"description_width": "150px"}
+
+
+def _layout() -> widgets.Layout:  # one Layout per control: hiding one must not hide the others
+    return widgets.Layout(width="420px")
+
+
+def _simple_control(f: dataclasses.Field) -> widgets.Widget:
+    label, tip = LABELS.get(f.name, f.name.replace("_", " ")), f.metadata["help"]
+    common = {"description": label, "tooltip": tip, "style": STYLE, "layout": _layout()}
+    if f.name in OPTIONS or f.metadata["choices"]:
+        return widgets.Dropdown(options=OPTIONS.get(f.name) or list(f.metadata["choices"]), **common)
+    if f.metadata["parse"] == "float":
+        limit = 0.95 if f.name == "drop_rate" else 1e6
+        return widgets.BoundedFloatText(min=0.0, max=limit, step=0.05 if f.name == "drop_rate" else None, **common)
+    if f.name == "seed":
+        return widgets.IntText(**common)
+    return widgets.BoundedIntText(min=1, max=100_000, **common)
+
+
+def build_controls() -> dict[str, widgets.Widget]:
+    """Every control by name: one per simple setting, plus the composite ones."""
+    by_name = {f.name: f for f in setting_fields()}
+    c = {name: _simple_control(by_name[name]) for name in SIMPLE_CONTROLS}
+    c["trainable"] = widgets.Dropdown(options=TRAINABLE_OPTIONS, description="what trains", style=STYLE,
+                                      layout=_layout())
+    c["blocks"] = widgets.BoundedIntText(min=1, max=1000, value=2, description="N (last N blocks)", style=STYLE,
+                                         layout=_layout())
+    c["padding"] = widgets.Dropdown(options=PADDING_OPTIONS, description="padding", style=STYLE, layout=_layout())
+    c["fixed_length"] = widgets.BoundedIntText(min=1, max=100_000, value=120, description="fixed length",
+                                               style=STYLE, layout=_layout())
+    c["train_limit"] = widgets.Text(value="all", description="training messages", style=STYLE, layout=_layout(),
+                                    tooltip="'all' for the whole training split, or a number")
+    c["seeds"] = widgets.BoundedIntText(min=1, max=50, value=1, description="repeat with N seeds", style=STYLE,
+                                        layout=_layout(), tooltip="N runs: seed, seed+1, ...; the table then "
+                                        "shows each setting's mean, spread and 95% interval")
+    return c
+
+
+class PanelView:
+    """The widgets of :class:`gptlib.lab.ExperimentPanel`, as attributes, and their layout.
+    The callbacks they call (``run``, ``stop``, ``_update_hints``, ...) are the panel's."""
+
+    def _build_widgets(self) -> None:
+        w = widgets
+        self.controls = c = build_controls()
+        for control in c.values():
+            control.observe(self._update_hints, names="value")
+        self.run_button = w.Button(description="Run", button_style="success", icon="play",
+                                   tooltip="Fine-tune with these settings (in the background)")
+        self.run_button.add_class("gptlib-run")
+        self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True,
+                                    tooltip="Stop after the current step; keeps the curves and the model")
+        self.stop_button.add_class("gptlib-stop")
+        self.run_button.on_click(lambda _: self.run(wait=False))
+        self.stop_button.on_click(lambda _: self.stop())
+        self.status = w.HTML(value="idle")
+        self.status.add_class("gptlib-status")
+        self.hints, self.dropout_note, self.message = w.HTML(), w.HTML(), w.HTML()
+        self.message.add_class("gptlib-message")
+        self.progress = w.IntProgress(value=0, min=0, max=1, description="steps", bar_style="info",
+                                      layout=w.Layout(width="600px"))
+        self.curve_view = w.HTML(value=curves_html(empty_curves()))
+        self.curve_view.add_class("gptlib-curves")
+        self.runs_html = w.HTML()
+        self.runs_html.add_class("gptlib-runs-table")
+        self.every_column = w.Checkbox(value=False, description="every column", indent=False,
+                                       layout=w.Layout(width="auto"))
+        self.every_column.observe(lambda _: self._refresh_tables(), names="value")
+        self.summary_html = w.HTML()
+        self.book_html = w.HTML(value=book_html())
+        self.book_html.add_class("gptlib-book-table")
+        self.book_html.layout.display = "none"
+        self.show_book = w.Checkbox(value=False, description="show the book's bonus results below mine",
+                                    indent=False, layout=w.Layout(width="auto"))
+        self.show_book.observe(self._toggle_book, names="value")
+        applicable = [(row["setting"], row["key"]) for row in book_bonus_rows() if row["panel_settings"] is not None]
+        self.book_choice = w.Dropdown(options=[("(choose one)", "")] + applicable, description="try the book's",
+                                      style=STYLE, layout=w.Layout(width="600px"))
+        self.book_choice.observe(self._on_book_choice, names="value")
+        self.csv_path = w.Text(value=str(Path(self.base.output) / "lab_runs.csv"), description="CSV file",
+                               layout=w.Layout(width="460px"))
+        self.export_button = w.Button(description="Export CSV", icon="download")
+        self.export_button.on_click(lambda _: self._export_clicked())
+        self.overlay_runs = w.SelectMultiple(options=[], description="runs", rows=5, layout=w.Layout(width="320px"))
+        self.overlay_metric = w.ToggleButtons(options=[("validation accuracy", "val_accs"),
+                                                       ("validation loss", "val_losses")])
+        self.overlay_view = w.HTML()
+        self.overlay_view.add_class("gptlib-overlay")
+        self.overlay_runs.observe(lambda _: self._draw_overlay(), names="value")
+        self.overlay_metric.observe(lambda _: self._draw_overlay(), names="value")
+        self.text = w.Textarea(value="Congratulations! You have won a free holiday. Call now to claim.",
+                               description="message", layout=w.Layout(width="600px", height="60px"))
+        self.classify_button = w.Button(description="Classify", icon="search", disabled=True)
+        self.classify_button.add_class("gptlib-classify")
+        self.classify_button.on_click(lambda _: self._classify_clicked())
+        self.classify_out = w.HTML(value="<i>Run an experiment first; its model classifies the message.</i>")
+        self.widget = self._layout_widgets()
+
+    def _layout_widgets(self) -> widgets.Widget:
+        w, c = widgets, self.controls
+        left = w.VBox([c[n] for n in ("model_size", "weights", "trainable", "blocks", "token", "padding",
+                                      "fixed_length", "speed", "seeds")])
+        right = w.VBox([*(c[n] for n in ("epochs", "lr", "weight_decay", "drop_rate", "dropout_scope",
+                                         "batch_size", "train_limit", "seed", "eval_freq")), self.dropout_note])
+        settings = w.VBox([w.HTML("<h4>Settings</h4>"), self.book_choice, w.HBox([left, right]), self.hints])
+        running = w.VBox([w.HBox([self.run_button, self.stop_button, self.status]), self.message,
+                          self.progress, self.curve_view])
+        table = w.VBox([w.HTML("<h4>All runs</h4>"), w.HBox([self.every_column, self.show_book]),
+                        self.runs_html, self.summary_html, self.book_html,
+                        w.HBox([self.csv_path, self.export_button]),
+                        w.HTML("<b>Compare runs</b> (ctrl/shift-click to choose several)"),
+                        w.HBox([self.overlay_runs, self.overlay_metric]), self.overlay_view])
+        classify = w.VBox([w.HTML("<h4>Classify your own message</h4>"), self.text, self.classify_button,
+                           self.classify_out])
+        panel = w.VBox([w.HTML(CSS + "<h3>Fine-tuning lab</h3>"), settings, running, table, classify],
+                       layout=w.Layout(max_width="100%"))
+        panel.add_class("gptlib-lab")
+        return panel
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)

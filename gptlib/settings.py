@@ -1,0 +1,134 @@
+"""One run's settings, in one record: :class:`FinetuneConfig`. The defaults are the book's.
+
+Each field carries what the rest of gptlib needs to show it, in its ``metadata``:
+
+* ``help``: one line, for ``python -m gptlib finetune --help`` and the lab's tooltips;
+* ``choices``: the values it takes, where they are few;
+* ``parse``: how a command-line string becomes a value (``int``, ``float``, ``str``, or the
+  optional forms ``int?``/``str?``, where "none" means None, and ``trainable``);
+* ``table``: False for settings that do not describe the experiment (where files go).
+
+The command line's flags (:func:`gptlib.cli`), the lab's controls and its runs table's
+setting columns (:mod:`gptlib.lab`) are all read from these fields, so a new setting is
+added here once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from gptlib.classifier import DROPOUT_SCOPES, TOKEN_CHOICES, TRAINABLE_HELP, trainable_blocks
+from gptlib.fast import SPEEDS
+from gptlib.model import MODEL_CONFIGS, get_config, resolve_preset
+
+
+def _s(default: Any, help: str, parse: str, choices: tuple | None = None, table: bool = True) -> Any:
+    return field(default=default, metadata={"help": help, "parse": parse, "choices": choices, "table": table})
+
+
+@dataclass
+class FinetuneConfig:
+    """Settings of a fine-tuning run; the defaults are the book's."""
+
+    model_size: str = _s("gpt2-small (124M)", "model preset", "str", tuple(MODEL_CONFIGS))
+    weights: str = _s("pretrained", "OpenAI's weights, or random ones (offline)", "str", ("pretrained", "random"))
+    epochs: int = _s(5, "passes over the training set", "int")
+    lr: float = _s(5e-5, "AdamW learning rate", "float")
+    weight_decay: float = _s(0.1, "AdamW weight decay", "float")
+    drop_rate: float = _s(0.0, "dropout rate (see dropout_scope for where)", "float")
+    batch_size: int = _s(8, "messages per batch", "int")
+    trainable: str | int = _s("last_block", f"what trains: {TRAINABLE_HELP}", "trainable")
+    token: str = _s("last", "which position's logits are read", "str", TOKEN_CHOICES)
+    padding: str = _s("max_length", "pad to the longest training message (book) or per batch", "str",
+                      ("max_length", "batch"))
+    max_length: int | None = _s(None, "pad/truncate to this many tokens (none: the longest training "
+                                "message; 1024: the book's exercise 6.1)", "int?")
+    data: str | None = _s(None, "a local SMSSpamCollection file, zip or folder (none: download; "
+                          "GPTLIB_DATA_DIR works too)", "str?", table=False)
+    seed: int = _s(123, "seed of the random weights, the head, the batch order and training", "int")
+    device: str = _s("auto", "auto | cpu | cuda | mps", "str", table=False)
+    output: str = _s("runs/finetune", "folder for metrics.json and classifier.pth", "str", table=False)
+    figures: str | None = _s("figures", "folder for the loss/accuracy plots (none: no plots)", "str?",
+                             table=False)
+    eval_freq: int = _s(50, "steps between loss evaluations", "int")
+    eval_iter: int = _s(5, "batches per evaluation", "int")
+    train_limit: int | None = _s(None, "use only the first N training messages (none: all)", "int?")
+    speed: str = _s("exact", "book: the book's plain computation; exact: the same results, faster, by "
+                    "reusing frozen activations; fast: last real token, per-batch padding, dropout only "
+                    "where training happens (see gptlib.fast)", "str", SPEEDS)
+    dropout_scope: str | None = _s(None, "where dropout acts: all (book: frozen blocks too) or trainable "
+                                   "(only the parts that train); none: trainable in fast mode, else all",
+                                   "str?", DROPOUT_SCOPES)
+
+    def effective(self) -> FinetuneConfig:
+        """The settings actually used: ``speed="fast"`` reads the last real token of messages
+        padded per batch (with pretrained weights the book's bonus table has it more accurate),
+        and applies dropout only in the parts that train, so the frozen part stays reusable."""
+        out = replace(self, model_size=resolve_preset(self.model_size))
+        if self.speed == "fast":
+            out = replace(out, token="last_real", padding="batch")
+        if out.dropout_scope is None:
+            out = replace(out, dropout_scope="trainable" if self.speed == "fast" else "all")
+        return out
+
+    def check(self) -> None:
+        """Raise ValueError for settings that cannot work, naming the setting and its value."""
+        resolve_preset(self.model_size)
+        for f in fields(self):
+            choices, value = f.metadata["choices"], getattr(self, f.name)
+            if choices and f.name != "model_size" and value not in choices and \
+                    not (value is None and f.metadata["parse"].endswith("?")):
+                raise ValueError(f"{f.name} must be one of {choices}; got {value!r}.")
+        for name in ("epochs", "batch_size", "eval_freq", "eval_iter"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}.")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive; got {self.lr}.")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay}.")
+        if not 0 <= self.drop_rate < 1:
+            raise ValueError(f"drop_rate must be in [0, 1); got {self.drop_rate}.")
+        if self.train_limit is not None and self.train_limit < 1:
+            raise ValueError(f"train_limit must be at least 1 (or None for all messages); got {self.train_limit}.")
+        context = get_config(self.model_size)["context_length"]
+        if self.max_length is not None and not 1 <= self.max_length <= context:
+            raise ValueError(f"max_length {self.max_length} must be between 1 and the model's context ({context}).")
+        trainable_blocks(self.trainable, get_config(self.model_size)["n_layers"])
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FinetuneConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"Unknown setting(s) {sorted(unknown)}; valid: {sorted(known)}.")
+        return cls(**values)
+
+
+def setting_fields() -> list:
+    """The fields of :class:`FinetuneConfig`, in order (each with its metadata)."""
+    return list(fields(FinetuneConfig))
+
+
+def table_settings() -> list[str]:
+    """The settings that describe an experiment: the runs table's setting columns."""
+    return [f.name for f in fields(FinetuneConfig) if f.metadata["table"]]
+
+
+def parse_setting(name: str, text: str) -> Any:
+    """A command-line string as the value of setting ``name``; ValueError names the setting."""
+    kind = next(f.metadata["parse"] for f in fields(FinetuneConfig) if f.name == name)
+    if kind.endswith("?"):
+        if text.strip().lower() in ("none", ""):
+            return None
+        kind = kind[:-1]
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        raise ValueError(f"{name} takes a{'n integer' if kind == 'int' else ' number'}; got {text!r}.") from None
+    if kind == "trainable":
+        return int(text) if text.isdigit() else text
+    return text

@@ -1,0 +1,131 @@
+"""Base models load once per process and are never changed by a run (gptlib.base_models);
+dropout acts where its scope says (gptlib.classifier.set_dropout), and fast mode's scope keeps
+the frozen part reusable."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from gptlib import base_models
+from gptlib.base_models import base_model, classifier_from_base, shared_base
+from gptlib.classifier import add_classification_head, classifier_logits, set_dropout
+from gptlib.fast import CachedClassifier, wrap_for_speed
+from gptlib.finetune import FinetuneConfig
+from gptlib.model import GPTModel, get_config
+
+TINY = "gpt2-tiny (test)"
+
+
+@pytest.fixture(autouse=True)
+def fresh_base():
+    base_models.forget_base()
+    yield
+    base_models.forget_base()
+
+
+def test_the_base_is_made_once_and_equals_the_books_initial_weights():
+    first = shared_base(TINY, "random", seed=7)
+    assert shared_base(TINY, "random", seed=7) is first
+    torch.manual_seed(7)
+    book = GPTModel(get_config(TINY))
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), book.state_dict().values()))
+    assert shared_base(TINY, "random", seed=8) is not first  # another seed: another base
+
+
+def test_a_runs_classifier_shares_the_frozen_part_and_owns_what_trains():
+    base = shared_base(TINY, "random", seed=1)
+    clf = classifier_from_base(TINY, "random", trainable="last_block", seed=1)
+    base_params = dict(base.named_parameters())
+    for name, p in clf.named_parameters():
+        if name.startswith("out_head"):
+            continue
+        shared = p.data_ptr() == base_params[name].data_ptr()
+        assert shared == (not p.requires_grad), name
+    # the head is the book's: seeded right before it is made, as add_classification_head does
+    torch.manual_seed(1)
+    book = add_classification_head(GPTModel(get_config(TINY)), trainable="last_block", seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(clf.state_dict().values(), book.state_dict().values()))
+    # training the run changes nothing of the base
+    before = [p.clone() for p in base.parameters()]
+    opt = torch.optim.AdamW(clf.parameters(), lr=0.1, weight_decay=0.1)
+    x = torch.randint(0, 1000, (2, 6))
+    torch.nn.functional.cross_entropy(classifier_logits(clf, x), torch.tensor([0, 1])).backward()
+    opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, base.parameters()))
+    assert shared_base(TINY, "random", seed=1) is base
+    # all layers trained: every parameter is the run's own
+    everything = classifier_from_base(TINY, "random", trainable="all", seed=1)
+    assert all(p.data_ptr() != base_params[n].data_ptr() for n, p in everything.named_parameters()
+               if not n.startswith("out_head"))
+
+
+def test_a_base_changed_in_place_is_made_again():
+    clf = classifier_from_base(TINY, "random", trainable="last_block", seed=1)
+    base = shared_base(TINY, "random", seed=1)
+    with torch.no_grad():
+        clf.tok_emb.weight.zero_()  # a shared, frozen tensor changed in place
+    again = shared_base(TINY, "random", seed=1)
+    assert again is not base and again.tok_emb.weight.abs().sum() > 0
+
+
+def test_base_model_is_a_copy_of_your_own():
+    mine = base_model(TINY, "random", drop_rate=0.1, seed=1)
+    assert all(p.requires_grad for p in mine.parameters())
+    assert {m.p for m in mine.modules() if isinstance(m, nn.Dropout)} == {0.1} and mine.cfg["drop_rate"] == 0.1
+    with torch.no_grad():
+        mine.tok_emb.weight.zero_()
+    assert shared_base(TINY, "random", seed=1).tok_emb.weight.abs().sum() > 0
+
+
+def _rates(model):
+    return [[m.p for m in part.modules() if isinstance(m, nn.Dropout)] for part in (model.drop_emb, *model.trf_blocks)]
+
+
+def test_dropout_scopes():
+    torch.manual_seed(0)
+    clf = add_classification_head(GPTModel(get_config(TINY, n_layers=3)), trainable="last_block")
+    book = set_dropout(clf, 0.2, "all")
+    assert all(p == 0.2 for part in _rates(book) for p in part)
+    trainable = set_dropout(clf, 0.2, "trainable")
+    assert _rates(trainable)[:3] == [[0.0], [0.0] * 2, [0.0] * 2] and _rates(trainable)[3] == [0.2] * 2
+    assert _rates(clf)[3] == [0.0] * 2  # a copy: the input is unchanged
+    with pytest.raises(ValueError, match="dropout scope"):
+        set_dropout(clf, 0.2, "frozen")
+    # fast mode's scope keeps the frozen part reusable while training with dropout
+    fast = wrap_for_speed(trainable, "fast")
+    assert fast.reuse_in_training() and fast.padding_is_cheap_in_training("last_real")
+    assert not CachedClassifier(book).reuse_in_training()
+
+
+def test_fast_mode_reads_one_position_under_dropout_and_matches_the_plain_path_in_eval():
+    torch.manual_seed(0)
+    clf = set_dropout(add_classification_head(GPTModel(get_config(TINY, n_layers=3)), trainable="last_block"),
+                      0.5, "trainable")
+    fast = CachedClassifier(clf, read_with_dropout=True, store=None)
+    x = torch.randint(0, 1000, (3, 9))
+    clf.eval()
+    assert torch.allclose(classifier_logits(fast, x, "last"), classifier_logits(clf, x, "last"), atol=1e-5)
+    clf.train()
+    assert fast.read_position_on("last") and "not bit-exact" in fast.explain("last")
+    a, b = classifier_logits(fast, x, "last"), classifier_logits(fast, x, "last")
+    assert not torch.allclose(a, b)  # dropout acts in training mode
+    # averaged over many masks, the read position's output approaches the eval-mode one
+    torch.manual_seed(1)
+    clf.eval()
+    target = classifier_logits(fast, x, "last")
+    clf.train()
+    mean = torch.stack([classifier_logits(fast, x, "last") for _ in range(600)]).mean(0)
+    assert (mean - target).abs().max() < 0.35 * target.abs().max() + 0.05
+    exact = CachedClassifier(clf, store=None)  # exact mode: no read-position trick under dropout
+    assert not exact.read_position_on("last")
+
+
+def test_config_says_which_scope_runs():
+    assert FinetuneConfig(speed="fast").effective().dropout_scope == "trainable"
+    assert FinetuneConfig(speed="exact").effective().dropout_scope == "all"
+    assert FinetuneConfig(speed="book").effective().dropout_scope == "all"
+    assert FinetuneConfig(speed="fast", dropout_scope="all").effective().dropout_scope == "all"
+    with pytest.raises(ValueError, match="dropout_scope must be one of"):
+        FinetuneConfig(dropout_scope="frozen").check()
