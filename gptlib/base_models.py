@@ -7,8 +7,10 @@ memory (beside the download cache on disk) and hands out copies.
 :func:`classifier_from_base` makes a run's classifier without copying the frozen part: its
 frozen parameters are new ``Parameter`` objects over the base's tensors (so their
 ``requires_grad`` is the run's own), and every parameter that trains is a private copy, so
-training never writes into the base. If a shared tensor is changed in place anyway (its
-version counter moves), the base is dropped and built again on the next call.
+training never writes into the base; unfreezing more later (``set_trainable``) or
+``load_state_dict`` copies first too. If a shared tensor is changed in place anyway (its
+version counter moves), the base is dropped and built again on the next call; a write
+through ``.data`` bypasses that counter, so do not write a run's frozen weights that way.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import threading
 import torch
 from torch import nn
 
-from gptlib.classifier import add_classification_head, set_dropout
+from gptlib.classifier import add_classification_head, own_shared_parameters, set_dropout
 from gptlib.model import GPTModel, get_config, resolve_preset
 
 _lock = threading.Lock()
@@ -77,9 +79,21 @@ def base_model(model_size: str, weights: str = "pretrained", drop_rate: float = 
 
 
 def _share_frozen(base: GPTModel) -> GPTModel:
-    """A structural copy of ``base`` whose parameters are new Parameters over the same tensors."""
-    memo = {id(p): nn.Parameter(p.detach(), requires_grad=False) for p in base.parameters()}
-    return copy.deepcopy(base, memo)
+    """A structural copy of ``base`` whose parameters are new Parameters over the same tensors,
+    each marked ``_gptlib_shared``: unfreezing one (``set_trainable``) or loading a state dict
+    into the copy gives it its own tensors first, so the base is never written."""
+    memo = {}
+    for p in base.parameters():
+        alias = nn.Parameter(p.detach(), requires_grad=False)
+        alias._gptlib_shared = True
+        memo[id(p)] = alias
+    model = copy.deepcopy(base, memo)
+    model.register_load_state_dict_pre_hook(_own_before_loading)
+    return model
+
+
+def _own_before_loading(module: nn.Module, *args) -> None:
+    own_shared_parameters(module)
 
 
 def classifier_from_base(model_size: str, weights: str, *, trainable: str | int = "last_block",
@@ -88,11 +102,8 @@ def classifier_from_base(model_size: str, weights: str, *, trainable: str | int 
     """A run's classifier: the shared base, a new head (seeded as in the book), ``trainable``
     unfrozen as private copies, dropout ``drop_rate`` in ``dropout_scope``."""
     model = _share_frozen(shared_base(model_size, weights, seed, progress))
+    # set_trainable (inside) gives the run its own copy of every parameter that trains
     model = add_classification_head(model, num_classes=num_classes, trainable=trainable, seed=seed, inplace=True)
-    for module in model.modules():
-        for name, p in list(module._parameters.items()):
-            if p is not None and p.requires_grad and not name.startswith("_"):
-                module._parameters[name] = nn.Parameter(p.detach().clone())
     model = set_dropout(model, drop_rate, scope=dropout_scope, inplace=True)
     return model.to(device)
 

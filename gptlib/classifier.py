@@ -89,6 +89,18 @@ def set_trainable(model: GPTModel, trainable: str | int = "last_block") -> GPTMo
                 param.requires_grad = True
         for param in model.final_norm.parameters():
             param.requires_grad = True
+    own_shared_parameters(model, trainable_only=True)
+    return model
+
+
+def own_shared_parameters(model: nn.Module, trainable_only: bool = False) -> nn.Module:
+    """Give ``model`` its own copy of every parameter it shares with a base model
+    (``gptlib.base_models`` shares frozen tensors between runs; such parameters carry
+    ``_gptlib_shared``), or only of those that train: what trains is never written into a base."""
+    for module in model.modules():
+        for name, p in list(module._parameters.items()):
+            if p is not None and getattr(p, "_gptlib_shared", False) and (p.requires_grad or not trainable_only):
+                module._parameters[name] = nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad)
     return model
 
 

@@ -162,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DownloadError, DataError, WeightLoadError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a folder that cannot be read or written (cache, output)
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        print(f"error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; files already written are complete, nothing half-written was kept.", file=sys.stderr)
         return 130

@@ -44,6 +44,10 @@ from gptlib.store import (
 )
 
 _USE_DEFAULT_STORE = object()
+# Part of every stored set's key: bump it when a change to this module (``_prefix``,
+# ``_needed``) or to gptlib.fast_math changes the numbers the frozen part computes, so that
+# sets stored by an older gptlib are never taken for the new one's.
+PREFIX_CODE = 1
 
 
 def _row_lengths(input_ids: torch.Tensor, token: str, pad_token_id: int) -> list[int]:
@@ -277,7 +281,7 @@ class CachedClassifier(ClassifierRunner):
         m = self.model
         arch = {key: m.cfg.get(key) for key in ("vocab_size", "context_length", "emb_dim", "n_heads",
                                                  "n_layers", "qkv_bias")}
-        return {"format": 1, "weights": weights_fingerprint([m.tok_emb, m.pos_emb, *m.trf_blocks[:k]]),
+        return {"prefix_code": PREFIX_CODE, "weights": weights_fingerprint([m.tok_emb, m.pos_emb, *m.trf_blocks[:k]]),
                 "config": arch, "n_frozen_blocks": k, "compute_dtype": str(self.compute_dtype),
                 "cache_dtype": str(self.cache_dtype), "device": m.tok_emb.weight.device.type}
 
@@ -315,10 +319,9 @@ class CachedClassifier(ClassifierRunner):
             return
         key = set_digest(self.prefix_identity(k), rows) if self.store is not None else None
         found = self.store.get(key) if key is not None else None
-        if found is not None:
+        if found is not None and found[0].messages == rows:
             entry, self.warm_source = found
-            slab = entry.slab.to(device)
-            self._keep_set(ActivationSet(entry.messages, slab))
+            self._keep_set(ActivationSet(entry.messages, entry.slab.to(device)))
             return
         slab = torch.empty(total, dim, dtype=self.cache_dtype, device=device)
         offset = 0
@@ -331,8 +334,9 @@ class CachedClassifier(ClassifierRunner):
         self.stats["misses"] += len(rows)
         self._keep_set(computed)
         self.warm_source = "computed"
-        if key is not None:
-            self.store.put(key, computed, meta={"messages": len(rows), "tokens": total, "k": k})
+        if key is not None:  # the store keeps sets in host memory, whatever the device
+            stored = computed if slab.device.type == "cpu" else ActivationSet(rows, slab.cpu())
+            self.store.put(key, stored, meta={"messages": len(rows), "tokens": total, "k": k})
 
     def _keep_set(self, found: ActivationSet) -> None:
         for ids, act in found.rows().items():

@@ -15,6 +15,7 @@ added here once.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -83,10 +84,10 @@ class FinetuneConfig:
         for name in ("epochs", "batch_size", "eval_freq", "eval_iter"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}.")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive; got {self.lr}.")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay}.")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number; got {self.lr}.")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"weight_decay must be a number >= 0; got {self.weight_decay}.")
         if not 0 <= self.drop_rate < 1:
             raise ValueError(f"drop_rate must be in [0, 1); got {self.drop_rate}.")
         if self.train_limit is not None and self.train_limit < 1:

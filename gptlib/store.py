@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -38,7 +40,8 @@ from torch import nn
 
 from gptlib.files import atomic_path, cache_dir
 
-FORMAT = 1
+FORMAT = 2
+ENTRY_NAME = re.compile(r"[0-9a-f]{32}\.pt")
 DEFAULT_RAM_MB = 2048
 DEFAULT_DISK_MB = 4096
 
@@ -93,7 +96,13 @@ class ActivationSet:
         return {ids: self.slab[s: s + len(ids)] for ids, s in zip(self.messages, self.starts, strict=True)}
 
     def checksum(self) -> str:
-        return hashlib.sha256(_tensor_bytes(self.slab.reshape(-1))).hexdigest()
+        """sha256 over the messages' token ids and the activations: what an entry must match."""
+        digest = hashlib.sha256()
+        for ids in self.messages:
+            digest.update(len(ids).to_bytes(4, "little"))
+            digest.update(torch.tensor(ids, dtype=torch.int64).numpy().tobytes())
+        digest.update(_tensor_bytes(self.slab.reshape(-1)))
+        return digest.hexdigest()
 
 
 class ActivationStore:
@@ -155,7 +164,10 @@ class ActivationStore:
             self.stats["corrupt"] += 1
             self._say(f"Activation store: {path} is unreadable ({type(err).__name__}: {err}); "
                       "deleting it, the activations are computed again.")
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # a read-only shared folder: leave it, never use it
+                pass
             return None
         try:
             os.utime(path)  # last use, for the disk's least-recently-used order
@@ -175,19 +187,21 @@ class ActivationStore:
             "format": FORMAT, "key": key, "meta": json.dumps(meta or {}, default=str),
             "lengths": torch.tensor([len(m) for m in found.messages], dtype=torch.int64),
             "ids": torch.tensor([t for m in found.messages for t in m], dtype=torch.int64),
-            "slab": found.slab.contiguous(), "sha256": found.checksum(),
+            "slab": found.slab.detach().cpu().contiguous(), "sha256": found.checksum(),
         }
         try:
             with atomic_path(self._path(key)) as tmp:
                 torch.save(payload, tmp)
-        except OSError as err:
-            self.disk_off_reason = f"{self.root}: {err.strerror or err}"
+        except (OSError, RuntimeError) as err:  # torch.save reports a full disk as RuntimeError
+            self.disk_off_reason = f"{self.root}: {getattr(err, 'strerror', None) or err}"
             self._say(f"Activation store: cannot write to {self.disk_off_reason}; "
                       "keeping activations in memory only for this process.")
             return
         self._evict_disk(keep=key)
 
     def _remember(self, key: str, found: ActivationSet) -> None:
+        if found.nbytes > self.max_ram_bytes:  # a set over the bound alone is not kept (nor evicts)
+            return
         with self._lock:
             self._ram[key] = found
             self._ram.move_to_end(key)
@@ -195,8 +209,6 @@ class ActivationStore:
             while total > self.max_ram_bytes and len(self._ram) > 1:
                 _, old = self._ram.popitem(last=False)
                 total -= old.nbytes
-            if total > self.max_ram_bytes:  # a single set over the bound is not kept
-                self._ram.pop(key)
 
     def disk_entries(self) -> list[Path]:
         """The entry files on disk, least recently used first."""
@@ -204,6 +216,8 @@ class ActivationStore:
             return []
         entries = []
         for path in self.root.glob("*.pt"):
+            if not ENTRY_NAME.fullmatch(path.name):  # only our own files: never a user's .pt
+                continue
             try:
                 entries.append((path.stat().st_mtime, path))
             except FileNotFoundError:  # removed by another process meanwhile
@@ -266,7 +280,7 @@ class ActivationStore:
                 try:
                     if path.stat().st_mtime < stale:
                         path.unlink()
-                except FileNotFoundError:
+                except OSError:
                     pass
         return removed
 
@@ -285,7 +299,9 @@ def _env_mb(name: str, default: int) -> int:
     try:
         mb = float(value)
     except ValueError:
-        raise ValueError(f"{name}={value!r} is not a number of MiB; e.g. {name}={default}.") from None
+        mb = math.nan
+    if not math.isfinite(mb):
+        raise ValueError(f"{name}={value!r} is not a number of MiB; e.g. {name}={default}.")
     if mb < 0:
         raise ValueError(f"{name}={value!r} must be >= 0 MiB.")
     return int(mb * 2**20)

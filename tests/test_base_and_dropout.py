@@ -129,3 +129,21 @@ def test_config_says_which_scope_runs():
     assert FinetuneConfig(speed="fast", dropout_scope="all").effective().dropout_scope == "all"
     with pytest.raises(ValueError, match="dropout_scope must be one of"):
         FinetuneConfig(dropout_scope="frozen").check()
+
+
+def test_unfreezing_or_loading_into_a_run_never_writes_the_base():
+    from gptlib.classifier import set_trainable
+
+    base = shared_base(TINY, "random", seed=3)
+    before = [p.clone() for p in base.parameters()]
+    clf = classifier_from_base(TINY, "random", trainable="last_block", seed=3)
+    set_trainable(clf, "all")  # more trains now: those parameters become the run's own first
+    opt = torch.optim.AdamW(clf.parameters(), lr=0.1)
+    x = torch.randint(0, 1000, (2, 6))
+    torch.nn.functional.cross_entropy(classifier_logits(clf, x), torch.tensor([0, 1])).backward()
+    opt.step()
+    other = classifier_from_base(TINY, "random", trainable="last_block", seed=3)
+    state = {k: torch.zeros_like(v) for k, v in other.state_dict().items()}
+    other.load_state_dict(state)  # loading copies first, too
+    assert all(torch.equal(a, b) for a, b in zip(before, base.parameters()))
+    assert shared_base(TINY, "random", seed=3) is base

@@ -156,3 +156,21 @@ def test_finetune_with_seeds_from_the_command_line(small_tsv, tmp_path, gptlib_h
     assert mean == pytest.approx((a + b) / 2, abs=0.01)
     for seed in (123, 124):
         assert (tmp_path / "out" / f"seed-{seed}" / "metrics.json").is_file()
+
+
+def test_stopped_runs_stay_out_of_the_summary(engine):
+    engine.start(engine.base, wait=True)
+    engine.start(engine.base, wait=True)
+    engine.runs.loc[0, "stopped_early"] = "yes"  # as if the first had been stopped
+    summary = engine.summary()
+    assert summary.iloc[0]["seeds"] == 1 and summary.iloc[0]["runs"] == "2"
+
+
+def test_a_failing_subscriber_does_not_end_the_runs(engine, capsys):
+    def broken(event):
+        if event.kind == "epoch":
+            raise RuntimeError("display bug")
+
+    engine.subscribe(broken)
+    assert engine.start(engine.base, seeds=2, wait=True)
+    assert len(engine.runs) == 2 and "display bug" in capsys.readouterr().err

@@ -188,7 +188,7 @@ def _main_exit(argv: list[str]) -> int:
     [
         (["finetune", "--epochs", "0"], "epochs must be at least 1"),
         (["finetune", "--batch-size", "0"], "batch_size must be at least 1"),
-        (["finetune", "--lr", "-1"], "lr must be positive"),
+        (["finetune", "--lr", "-1"], "lr must be a positive number"),
         (["finetune", "--model-size", "gpt2-huge"], "gpt2-huge"),
         (["finetune", "--model-size", TINY, "--max-length", "5000"], "max_length 5000"),
         (["finetune", "--token", "middle"], "middle"),

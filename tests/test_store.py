@@ -18,6 +18,7 @@ from gptlib.model import GPTModel, get_config
 from gptlib.store import ActivationSet, ActivationStore, set_digest, weights_fingerprint
 from gptlib.tokenizer import get_tokenizer
 
+K, K1, K2, K3, KA, KB, KC, KD, KABC = (f"{i:x}" * 32 for i in range(9))
 TEXTS = ["win a free prize now, call 0800", "see you at six?", "ok", "URGENT! claim your reward",
          "are we still on for dinner tonight? let me know", "txt STOP to end", "lol yes"]
 
@@ -49,35 +50,35 @@ def _set(n_messages=3, dim=4, seed=0):
 def test_a_set_round_trips_through_memory_and_disk(tmp_path):
     store = _store(tmp_path)
     entry = _set()
-    store.put("k1", entry)
-    got, where = store.get("k1")
+    store.put(K1, entry)
+    got, where = store.get(K1)
     assert where == "memory" and got is entry
     fresh = _store(tmp_path)  # another process, the same folder
-    got, where = fresh.get("k1")
+    got, where = fresh.get(K1)
     assert where == "disk" and got.messages == entry.messages and torch.equal(got.slab, entry.slab)
     rows = got.rows()
     assert torch.equal(rows[entry.messages[1]], entry.slab[2:5])
-    assert fresh.get("other") is None and fresh.stats["misses"] == 1
+    assert fresh.get("f"*32) is None and fresh.stats["misses"] == 1
 
 
 def test_memory_and_disk_are_bounded_least_recently_used_first(tmp_path):
     one = _set().nbytes
     store = _store(tmp_path, ram=2 * one, disk=10**9)
-    for key in ("a", "b", "c"):
+    for key in (KA, KB, KC):
         store.put(key, _set())
-    assert store.ram_bytes() <= 2 * one and "a" not in store._ram and {"b", "c"} <= set(store._ram)
-    size = (tmp_path / "a.pt").stat().st_size
+    assert store.ram_bytes() <= 2 * one and KA not in store._ram and {KB, KC} <= set(store._ram)
+    size = (tmp_path / f"{KA}.pt").stat().st_size
     small = _store(tmp_path, ram=10**9, disk=int(2.5 * size))
-    small.get("b")  # used now: c is the least recently used file ... after a, which goes first
-    small.put("d", _set())
+    small.get(KB)  # used now: c is the least recently used file ... after a, which goes first
+    small.put(KD, _set())
     on_disk = {p.stem for p in small.disk_entries()}
-    assert "d" in on_disk and "a" not in on_disk and small.disk_bytes() <= 2.5 * size
+    assert KD in on_disk and KA not in on_disk and small.disk_bytes() <= 2.5 * size
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
 def test_a_damaged_entry_is_detected_deleted_and_never_used(tmp_path, damage):
-    _store(tmp_path).put("k", _set())
-    path = tmp_path / "k.pt"
+    _store(tmp_path).put(K, _set())
+    path = tmp_path / f"{K}.pt"
     data = bytearray(path.read_bytes())
     if damage == "truncate":
         path.write_bytes(bytes(data[: len(data) // 2]))
@@ -89,15 +90,15 @@ def test_a_damaged_entry_is_detected_deleted_and_never_used(tmp_path, damage):
         path.write_text("<html>not an entry</html>")
     lines = []
     store = _store(tmp_path, lines=lines)
-    assert store.get("k") is None
+    assert store.get(K) is None
     assert not path.exists() and store.stats["corrupt"] == 1
-    assert len(lines) == 1 and "k.pt" in lines[0] and "computed again" in lines[0]
+    assert len(lines) == 1 and f"{K}.pt" in lines[0] and "computed again" in lines[0]
 
 
 def test_a_killed_writer_leaves_nothing_taken_for_an_entry(tmp_path):
-    (tmp_path / ".k.pt.abc123.part").write_bytes(b"half an entry")
+    (tmp_path / f".{K}.pt.abc123.part").write_bytes(b"half an entry")
     store = _store(tmp_path)
-    assert store.disk_entries() == [] and store.get("k") is None
+    assert store.disk_entries() == [] and store.get(K) is None
 
 
 def test_an_unwritable_home_keeps_the_store_in_memory_with_one_line(tmp_path):
@@ -105,25 +106,25 @@ def test_an_unwritable_home_keeps_the_store_in_memory_with_one_line(tmp_path):
     blocker.write_text("a file, not a folder")
     lines = []
     store = _store(blocker / "activations", lines=lines)
-    store.put("k", _set())
-    store.put("k2", _set())
-    assert store.get("k")[1] == "memory"
+    store.put(K, _set())
+    store.put(K2, _set())
+    assert store.get(K)[1] == "memory"
     assert len(lines) == 1 and "memory only" in lines[0]
     assert store.disk_off_reason is not None and "disk off" in store.describe()
 
 
 def test_clear_in_one_process_does_not_break_another(tmp_path):
     user, cleaner = _store(tmp_path), _store(tmp_path)
-    user.put("k", _set())
+    user.put(K, _set())
     assert cleaner.clear() == 1 and not list(tmp_path.glob("*.pt"))
-    assert user.get("k")[1] == "memory"  # what it has in memory stays usable
-    user.put("k2", _set())  # and writing again works, folder and all
-    assert (tmp_path / "k2.pt").exists()
+    assert user.get(K)[1] == "memory"  # what it has in memory stays usable
+    user.put(K2, _set())  # and writing again works, folder and all
+    assert (tmp_path / f"{K2}.pt").exists()
     for p in tmp_path.iterdir():
         p.unlink()
     tmp_path.rmdir()
-    user.put("k3", _set())  # the folder removed under it: made again
-    assert (tmp_path / "k3.pt").exists()
+    user.put(K3, _set())  # the folder removed under it: made again
+    assert (tmp_path / f"{K3}.pt").exists()
 
 
 def test_the_key_changes_with_everything_that_decides_the_frozen_output():
@@ -199,11 +200,44 @@ def test_cache_commands(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GPTLIB_STORE_DIR", str(tmp_path / "acts"))
     monkeypatch.setenv("GPTLIB_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(store_module, "_default", None)
-    store_module.default_store().put("abc", _set())
+    store_module.default_store().put(KABC, _set())
     assert main(["cache", "info"]) == 0
     out = capsys.readouterr().out
-    assert "activations: 1 set(s)" in out and "abc.pt" in out and str(tmp_path / "acts") in out
+    assert "activations: 1 set(s)" in out and f"{KABC}.pt" in out and str(tmp_path / "acts") in out
     assert main(["cache", "clear"]) == 0
     assert "removed 1 activation set(s)" in capsys.readouterr().out
     assert not list((tmp_path / "acts").glob("*.pt"))
+    monkeypatch.setattr(store_module, "_default", None)
+
+
+def test_only_the_stores_own_files_are_listed_evicted_or_cleared(tmp_path):
+    mine = tmp_path / "my_model.pt"
+    mine.write_bytes(b"a user's checkpoint in the same folder")
+    _store(tmp_path).put(K, _set())
+    size = (tmp_path / f"{K}.pt").stat().st_size
+    small = _store(tmp_path, disk=size + 16)  # room for one entry: the next put evicts
+    small.put(K1, _set())
+    assert not (tmp_path / f"{K}.pt").exists() and (tmp_path / f"{K1}.pt").exists()
+    assert [p.name for p in small.disk_entries()] == [f"{K1}.pt"]
+    small.clear()
+    assert mine.read_bytes().startswith(b"a user's") and not (tmp_path / f"{K1}.pt").exists()
+
+
+def test_damaged_token_ids_in_an_entry_are_detected(tmp_path):
+    _store(tmp_path).put(K, _set())
+    path = tmp_path / f"{K}.pt"
+    payload = torch.load(path, weights_only=True)
+    payload["ids"][0] += 1  # the activations filed under another message
+    torch.save(payload, path)
+    assert _store(tmp_path).get(K) is None and not path.exists()
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "lots", "-1"])
+def test_bad_store_bounds_are_refused_in_words(value, monkeypatch):
+    from gptlib import store as store_module
+
+    monkeypatch.setenv("GPTLIB_STORE_RAM_MB", value)
+    monkeypatch.setattr(store_module, "_default", None)
+    with pytest.raises(ValueError, match="GPTLIB_STORE_RAM_MB"):
+        store_module.default_store()
     monkeypatch.setattr(store_module, "_default", None)

@@ -176,7 +176,7 @@ def test_stop_ends_a_run_early_and_keeps_a_usable_model(panel):
     (dict(padding=300), "longer than"),
     (dict(weights="pretrained"), "no published weights"),
     (dict(trainable="last_3_blocks"), "cannot train the last 3"),
-    (dict(lr=0.0), "lr must be positive"),
+    (dict(lr=0.0), "lr must be a positive number"),
 ])
 def test_settings_that_cannot_work_are_refused(panel, settings, expected):
     panel.set(**settings)

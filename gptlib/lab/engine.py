@@ -14,7 +14,9 @@ the process's base model and store of frozen activations with every other run.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import gc
 import threading
 import time
 import traceback
@@ -39,6 +41,23 @@ RESULT_COLUMNS = ("train_acc", "val_acc", "test_acc", "best_val_epoch", "train_v
                   "stopped_early", "examples_seen")
 RUN_COLUMNS = ("run", "group", *table_settings(), *RESULT_COLUMNS)
 ACCURACY_COLUMNS = ("train_acc", "val_acc", "test_acc", "train_val_gap")
+
+
+def release_freed_memory() -> None:
+    """Hand memory that freed tensors left in the heap back to the system, between runs.
+
+    A lab kernel runs many experiments; without this, glibc keeps the freed pages of each run
+    (hundreds of MB of tensors, freed in a different order than they were made) and the
+    kernel's resident size creeps up run after run. ``malloc_trim`` is glibc's own call for
+    this (Dask's workers use it the same way); elsewhere only the garbage collector runs."""
+    gc.collect()
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def empty_curves() -> dict[str, list[float]]:
@@ -90,8 +109,12 @@ class RunEngine:
         self._subscribers.append(fn)
 
     def _emit(self, event: LabEvent) -> None:
+        """Tell every subscriber; one that fails is reported on stderr and never ends the run."""
         for fn in list(self._subscribers):
-            fn(event)
+            try:
+                fn(event)
+            except Exception:  # a display's bug must not take the runs (or the Run button) down
+                traceback.print_exc()
 
     # -- running -----------------------------------------------------------------------------
     @property
@@ -155,11 +178,13 @@ class RunEngine:
         return False
 
     def _work(self, configs: list[FinetuneConfig]) -> None:
-        for i, cfg in enumerate(configs):
-            if i > 0 and self._stop.is_set():
-                break
-            self._one(cfg, extra={"seed_index": i + 1, "seeds": len(configs)})
-        self._emit(LabEvent("idle", self._run_counter))
+        try:
+            for i, cfg in enumerate(configs):
+                if i > 0 and self._stop.is_set():
+                    break
+                self._one(cfg, extra={"seed_index": i + 1, "seeds": len(configs)})
+        finally:
+            self._emit(LabEvent("idle", self._run_counter))
 
     def _one(self, cfg: FinetuneConfig, extra: dict[str, Any]) -> None:
         self.current, self.last_error = cfg, None
@@ -168,6 +193,7 @@ class RunEngine:
         self.model = None
         if self.result is not None:
             self.result = dataclasses.replace(self.result, model=None)
+        release_freed_memory()
         self.curves, self.steps_done, self._stopped_training = empty_curves(), 0, False
         self._emit(LabEvent("started", self.next_run, cfg, extra=extra))
         start = time.perf_counter()
@@ -226,12 +252,11 @@ class RunEngine:
     def summary(self) -> pd.DataFrame:
         """One row per setting (runs that differ only in their seed form one group): the number
         of distinct seeds, the test accuracy's mean and spread over them, and its 95% interval
-        (see :mod:`gptlib.noise`)."""
+        (see :mod:`gptlib.noise`). Stopped runs are left out: they did not finish training."""
         rows = []
-        for group, frame in self.runs.groupby("group", sort=True):
+        for group, frame in self.runs[self.runs["stopped_early"] == "no"].groupby("group", sort=True):
             n = self._test_size(frame)
-            # a run repeated with the same seed is the same run: one accuracy per seed
-            s = summarize(frame.drop_duplicates("seed")["test_acc"].astype(float).tolist(), n)
+            s = summarize(_per_seed(frame), n)
             rows.append({"group": int(group), "runs": ", ".join(str(r) for r in frame["run"]),
                          "seeds": s["seeds"], "test_mean": s["mean"], "test_std": s["std"],
                          "test_low": s["low"], "test_high": s["high"],
@@ -247,16 +272,22 @@ class RunEngine:
     def compare_with_book(self, group: int, key: str) -> str:
         """Whether a group's mean test accuracy differs from a row of the book's bonus table by
         more than noise; one sentence."""
-        frame = self.runs[self.runs["group"] == group]
+        frame = self.runs[(self.runs["group"] == group) & (self.runs["stopped_early"] == "no")]
         if frame.empty:
-            raise ValueError(f"No runs in group {group}; groups are {sorted(set(self.runs['group']))}.")
+            raise ValueError(f"No finished (not stopped) runs in group {group}; groups are "
+                             f"{sorted(set(self.runs['group']))}.")
         book = book_bonus_results()
         if key not in book.index:
             raise ValueError(f"No bonus experiment {key!r}; choose one of {list(book.index)}.")
-        out = compare_with_book(frame.drop_duplicates("seed")["test_acc"].astype(float).tolist(), self._test_size(frame),
+        out = compare_with_book(_per_seed(frame), self._test_size(frame),
                                 float(book.loc[key, "test_acc"]))
         return f"group {group} ({frame['seed'].nunique()} seed(s)) vs the book's '{book.loc[key, 'setting']}': {out['verdict']}"
 
     def export_csv(self, path: str | Path) -> Path:
         """Write the runs table to a CSV file (atomically: a complete file or none); return its path."""
         return atomic_write_bytes(Path(path), self.runs.to_csv(index=False).encode())
+
+
+def _per_seed(frame: pd.DataFrame) -> list[float]:
+    """Test accuracies, one per seed: a run repeated with the same seed is the same run (the latest kept)."""
+    return frame.drop_duplicates("seed", keep="last")["test_acc"].astype(float).tolist()

@@ -253,16 +253,17 @@ class ExperimentPanel(SettingsForm, PanelView):
     # -- classifying ------------------------------------------------------------------------------
     def classify(self, text: str) -> dict[str, float]:
         """Class probabilities of a message under the latest run's model, as ``{class: p}``."""
-        if self.model is None or self.result is None:
+        model, result = self.model, self.result  # read once: the run's thread may let them go
+        if model is None or result is None:
             if self.running:
                 raise RuntimeError("A run is training: its model classifies once it ends "
                                    "(the lab keeps one model in memory at a time).")
             raise RuntimeError("No model yet: run an experiment first.")
-        used = self.result.config
-        max_length = None if used.get("padding") == "batch" else self.result.max_length
+        used = result.config
+        max_length = None if used.get("padding") == "batch" else result.max_length
         self._tokenizer = self._tokenizer or get_tokenizer()
-        device = next(self.model.parameters()).device
-        probs = predict_proba(text, self.model, self._tokenizer, device, max_length=max_length,
+        device = next(model.parameters()).device
+        probs = predict_proba(text, model, self._tokenizer, device, max_length=max_length,
                               token=used.get("token", "last"))
         return dict(zip(CLASS_NAMES, probs, strict=False))
 
