@@ -64,10 +64,15 @@ def set_digest(prefix: dict[str, Any], messages: Iterable[tuple[int, ...]]) -> s
     """The key of one set of activations: what made the frozen part (``prefix``) and the
     kept token ids of every message, in order."""
     digest = hashlib.sha256(json.dumps(prefix, sort_keys=True, default=str).encode())
+    _hash_messages(digest, messages)
+    return digest.hexdigest()[:32]
+
+
+def _hash_messages(digest, messages: Iterable[tuple[int, ...]]) -> None:
+    """Feed each message's length and token ids to ``digest`` (lengths keep the split unambiguous)."""
     for ids in messages:
         digest.update(len(ids).to_bytes(4, "little"))
         digest.update(torch.tensor(ids, dtype=torch.int32).numpy().tobytes())
-    return digest.hexdigest()[:32]
 
 
 @dataclass
@@ -98,9 +103,7 @@ class ActivationSet:
     def checksum(self) -> str:
         """sha256 over the messages' token ids and the activations: what an entry must match."""
         digest = hashlib.sha256()
-        for ids in self.messages:
-            digest.update(len(ids).to_bytes(4, "little"))
-            digest.update(torch.tensor(ids, dtype=torch.int64).numpy().tobytes())
+        _hash_messages(digest, self.messages)
         digest.update(_tensor_bytes(self.slab.reshape(-1)))
         return digest.hexdigest()
 
