@@ -108,6 +108,12 @@ def classifier_from_base(model_size: str, weights: str, *, trainable: str | int 
     return model.to(device)
 
 
+def base_is_loaded(model_size: str, weights: str = "pretrained", seed: int = 123) -> bool:
+    """Whether the base for these settings is in memory already (its weights cost nothing new)."""
+    with _lock:
+        return _cached.get("key") == _key(resolve_preset(model_size), weights, seed)
+
+
 def forget_base() -> None:
     """Drop the cached base model (frees its memory)."""
     with _lock:

@@ -14,7 +14,9 @@ position's logits feed the loss is the ``token`` choice:
   position that has seen the whole input, but with right padding it is often a pad token.
 * ``"first"``: position 0, which has seen only the first token (the book's exercise 6.3).
 * ``"last_real"``: the last non-pad token of each message, which has seen exactly the message.
-* ``"mean"``: the mean over the message's real tokens.
+* ``"mean"``: the mean over the message's real tokens (pads left out).
+* ``"mean_padded"``: the mean over every position of the padded row, pads included: the
+  bonus script's ``--average_embeddings`` (row 19 of its table).
 """
 
 from __future__ import annotations
@@ -31,8 +33,11 @@ from torch import nn
 from gptlib.files import atomic_path
 from gptlib.model import GPTModel, count_parameters
 
-TOKEN_CHOICES = ("last", "first", "last_real", "mean")
-TRAINABLE_HELP = "'head', 'last_block' (the book's), 'last_N_blocks' (e.g. 'last_2_blocks'), 'all', or an int N"
+TOKEN_CHOICES = ("last", "first", "last_real", "mean", "mean_padded")
+# the token choices that read every position, not one
+ALL_POSITION_TOKENS = ("mean", "mean_padded")
+TRAINABLE_HELP = ("'head', 'last_block' (the book's), 'last_N_blocks' (e.g. 'last_2_blocks'), 'all', an int N, "
+                  "or 'lora' (appendix E: adapters on every Linear, the rest frozen)")
 
 
 def add_classification_head(model: GPTModel, num_classes: int = 2, trainable: str | int = "last_block",
@@ -60,7 +65,7 @@ def trainable_blocks(trainable: str | int, n_layers: int) -> int:
     """How many of the top transformer blocks train (plus final norm and head) for a choice."""
     if isinstance(trainable, int) and not isinstance(trainable, bool):
         n = trainable
-    elif trainable == "head":
+    elif trainable in ("head", "lora"):  # LoRA trains adapters, no block in full (gptlib.lora)
         return 0
     elif trainable == "last_block":
         n = 1
@@ -78,6 +83,9 @@ def trainable_blocks(trainable: str | int, n_layers: int) -> int:
 def set_trainable(model: GPTModel, trainable: str | int = "last_block") -> GPTModel:
     """Set ``requires_grad`` by name: the head always trains; then the last N blocks and the
     final norm ('last_block', 'last_2_blocks', an int), or everything ('all'). Returns ``model``."""
+    if trainable == "lora":
+        raise ValueError("trainable='lora' adds adapters rather than unfreezing parameters: use "
+                         "gptlib.lora.add_lora(model) (FinetuneConfig(trainable='lora') does).")
     n_layers = len(model.trf_blocks)
     n = trainable_blocks(trainable, n_layers)
     everything = trainable == "all"
@@ -135,6 +143,20 @@ def set_dropout(model: GPTModel, rate: float, scope: str = "all", inplace: bool 
     return out
 
 
+def set_causal_mask(model: GPTModel, on: bool = True, inplace: bool = False) -> GPTModel:
+    """Switch the causal mask of every attention layer on (the book's) or off (every token sees
+    every token: the bonus table's row 17). Recorded in ``model.cfg["causal_mask"]``, so a
+    saved classifier is rebuilt the same way."""
+    from gptlib.model import MultiHeadAttention
+
+    out = model if inplace else copy.deepcopy(model)
+    for m in out.modules():
+        if isinstance(m, MultiHeadAttention):
+            m.causal = bool(on)
+    out.cfg = {**getattr(out, "cfg", {}), "causal_mask": bool(on)}
+    return out
+
+
 def trainable_summary(model: nn.Module) -> str:
     """One line: trainable vs frozen parameter counts."""
     total = count_parameters(model)
@@ -177,6 +199,8 @@ def select_token_logits(logits: torch.Tensor, input_ids: torch.Tensor, token: st
     if token == "mean":
         real = (input_ids != pad_token_id).unsqueeze(-1).to(logits.dtype)
         return (logits * real).sum(1) / real.sum(1).clamp(min=1)
+    if token == "mean_padded":
+        return logits.mean(dim=1)
     raise ValueError(f"Unknown token choice {token!r}; use one of {TOKEN_CHOICES}.")
 
 

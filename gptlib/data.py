@@ -247,7 +247,8 @@ def _require_columns(df: pd.DataFrame, source: str) -> None:
         raise DataError(f"{source} needs columns 'Label' and 'Text'; it lacks {missing} (has {list(df.columns)}).")
 
 
-def _label_id(value: object, source: str, row: int, label_map: dict[str, int] | None = None) -> int:
+def _label_id(value: object, source: str, row: int | str, label_map: dict[str, int] | None = None) -> int:
+    row = row if isinstance(row, str) else f"row {row}"
     if isinstance(value, str):
         key = value.strip()
         table = label_map or LABELS
@@ -256,13 +257,13 @@ def _label_id(value: object, source: str, row: int, label_map: dict[str, int] | 
         if key.lstrip("-").isdigit():
             value = int(key)
         else:
-            raise DataError(f"{source}, row {row}: label {value!r} is not one of {list(table)} (or 0/1).")
+            raise DataError(f"{source}, {row}: label {value!r} is not one of {list(table)} (or 0/1).")
     try:
         as_float = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise DataError(f"{source}, row {row}: label {value!r} is not a class id.") from None
+        raise DataError(f"{source}, {row}: label {value!r} is not a class id.") from None
     if as_float != as_float or as_float < 0 or as_float != int(as_float):
-        raise DataError(f"{source}, row {row}: label {value!r} must be a class id 0, 1, ... (or 'ham'/'spam').")
+        raise DataError(f"{source}, {row}: label {value!r} must be a class id 0, 1, ... (or 'ham'/'spam').")
     return int(as_float)
 
 
@@ -283,7 +284,7 @@ class SpamDataset(Dataset):
         if padding not in ("max_length", "batch"):
             raise ValueError(f"padding must be 'max_length' (the book's) or 'batch'; got {padding!r}.")
         if isinstance(csv_file, pd.DataFrame):
-            source, frame = "the DataFrame", csv_file.copy()
+            source, frame = csv_file.attrs.get("source", "the DataFrame"), csv_file.copy()
         else:
             source = str(csv_file)
             if not Path(csv_file).exists():
@@ -296,10 +297,15 @@ class SpamDataset(Dataset):
         if len(frame) == 0:
             raise DataError(f"{source} has no rows: an empty split cannot be used for training or evaluation.")
         texts = frame["Text"]
-        for i, text in enumerate(texts):
+        # Frames from gptlib.own_data carry the file line of each row: errors then name it.
+        if isinstance(csv_file, pd.DataFrame) and "line" in frame.columns:
+            rows = [f"line {n}" for n in frame["line"]]
+        else:
+            rows = [f"row {i}" for i in range(len(frame))]
+        for row, text in zip(rows, texts):
             if not isinstance(text, str) or not text.strip():
-                raise DataError(f"{source}, row {i}: the text is empty or missing ({text!r}).")
-        frame["Label"] = [_label_id(v, source, i, label_map) for i, v in enumerate(frame["Label"])]
+                raise DataError(f"{source}, {row}: the text is empty or missing ({text!r}).")
+        frame["Label"] = [_label_id(v, source, row, label_map) for row, v in zip(rows, frame["Label"])]
         self.data = frame.reset_index(drop=True)
         self.pad_token_id = pad_token_id
         self.padding = padding

@@ -9,11 +9,14 @@ final norm and head (keys and values are still needed for every position it sees
 
 * **reuse**: the output of the frozen prefix (embeddings + the leading frozen blocks) is kept
   per message, when the prefix has no active dropout (``drop_rate == 0`` or eval mode).
-  What is kept depends on the read token: the whole padded row for ``"last"``, only the real
+  What is kept depends on the read token: the whole padded row for ``"last"`` and
+  ``"mean_padded"``, only the real
   tokens for ``"last_real"``/``"mean"`` (pads come after them, and the causal mask means they
   cannot change them), one token for ``"first"``.
 * **read position only**: in the last block, when its dropout is inactive and the token read
-  is one position (``"last"``, ``"first"``, ``"last_real"``; not ``"mean"``).
+  is one position (``"last"``, ``"first"``, ``"last_real"``; not the two means).
+
+Neither applies without the causal mask or with LoRA adapters (:func:`speed_blocker`).
 
 Where a condition fails, that trick switches itself off and the plain computation runs;
 ``explain()`` says which tricks are on. All the gptlib training and evaluation functions work
@@ -32,7 +35,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from gptlib.classifier import ClassifierRunner, last_real_index, select_token_logits
+from gptlib.classifier import (
+    ALL_POSITION_TOKENS,
+    ClassifierRunner,
+    last_real_index,
+    select_token_logits,
+)
 from gptlib.fast_math import bf16_is_fast, block_at_read, packed_attention
 from gptlib.model import GPTModel
 from gptlib.store import (
@@ -52,7 +60,7 @@ PREFIX_CODE = 1
 
 def _row_lengths(input_ids: torch.Tensor, token: str, pad_token_id: int) -> list[int]:
     """How many leading positions of each row the read token depends on."""
-    if token == "last":
+    if token in ("last", "mean_padded"):
         return [input_ids.shape[1]] * input_ids.shape[0]
     if token == "first":
         return [1] * input_ids.shape[0]
@@ -117,6 +125,7 @@ class CachedClassifier(ClassifierRunner):
         self._stamp: tuple | None = None
         self.stats = {"hits": 0, "misses": 0, "not_kept": 0}
         self.warm_source: str | None = None  # where warm_up found the activations: computed/memory/disk
+        self._blocked = speed_blocker(model) is not None
 
     def __getattr__(self, name: str):
         try:
@@ -168,18 +177,19 @@ class CachedClassifier(ClassifierRunner):
         position: padded positions then cost next to nothing (grouping by length saves no work)."""
         s = self._survey()
         return (s.k >= 0 and not s.prefix_dropout and s.k == len(self.model.trf_blocks) - 1
-                and token != "mean" and (self.read_with_dropout or not s.last_dropout))
+                and token not in ALL_POSITION_TOKENS and (self.read_with_dropout or not s.last_dropout))
 
     def read_position_on(self, token: str, survey: _Survey | None = None) -> bool:
         s = survey or self._survey()
-        return token != "mean" and (self.read_with_dropout or not any(d.training for d in s.last_dropout))
+        return token not in ALL_POSITION_TOKENS and (
+            self.read_with_dropout or not any(d.training for d in s.last_dropout))
 
     def explain(self, token: str = "last") -> str:
         k = self.n_frozen_blocks()
         reuse = (f"reusing the output of the embeddings + {k} frozen block(s)" if self.reuse_on()
                  else "no reuse (the embeddings train or the frozen part has active dropout)")
         read = ("computing only the read position in the last block" if self.read_position_on(token)
-                else "computing every position in the last block (token 'mean' or active dropout)")
+                else "computing every position in the last block (a mean token or active dropout)")
         if self.read_position_on(token) and self.read_with_dropout and self._survey().last_dropout:
             read += " (its dropout masks drawn there, not bit-exact)"
         return f"{reuse}; {read}."
@@ -297,7 +307,7 @@ class CachedClassifier(ClassifierRunner):
         near the machine's peak, and attention, the one step that sees the rows padded, has
         little padding to see.
         """
-        if not self.reuse_on():
+        if not self.reuse_on() or self._blocked:
             return
         device = self.model.tok_emb.weight.device
         pads = {ds.pad_token_id for ds in datasets}
@@ -362,7 +372,7 @@ class CachedClassifier(ClassifierRunner):
         survey = self._survey()
         k = survey.k
         reuse, read_one = self.reuse_on(survey), self.read_position_on(token, survey)
-        if not reuse and not read_one:
+        if self._blocked or not m.cfg.get("causal_mask", True) or (not reuse and not read_one):
             return select_token_logits(m(input_ids), input_ids, token, pad_token_id)
         m.check_input(input_ids)
         lengths = _row_lengths(input_ids, token, pad_token_id)
@@ -391,13 +401,27 @@ class CachedClassifier(ClassifierRunner):
 SPEEDS = ("book", "exact", "fast")
 
 
+def speed_blocker(model: nn.Module) -> str | None:
+    """Why the tricks cannot apply to ``model`` (None: they can). Both rest on the causal mask
+    and on frozen plain blocks: without the mask a pad changes every position; LoRA puts
+    something that trains into every block."""
+    from gptlib.lora import lora_layers  # lora sits beside model; imported where needed
+
+    if not getattr(model, "cfg", {}).get("causal_mask", True):
+        return "the causal mask is off, so every position depends on the whole padded row"
+    if lora_layers(model):
+        return "LoRA adapters train in every block, so no block is frozen"
+    return None
+
+
 def wrap_for_speed(model: nn.Module, speed: str) -> nn.Module:
     """``model`` for ``speed="book"``; a :class:`CachedClassifier` for "exact" (float32, exact)
     or "fast" (activations kept in bfloat16; the frozen part computed in bfloat16 where the
-    hardware makes that fast, else in float32)."""
+    hardware makes that fast, else in float32). ``model`` itself where the tricks do not apply
+    (see :func:`speed_blocker`)."""
     if speed not in SPEEDS:
         raise ValueError(f"speed must be one of {SPEEDS}; got {speed!r}.")
-    if speed == "book" or isinstance(model, ClassifierRunner):
+    if speed == "book" or isinstance(model, ClassifierRunner) or speed_blocker(model):
         return model
     if speed == "fast":  # keep activations in bf16 (half the memory); compute in bf16 where fast
         fast_bf16 = bf16_is_fast(model.tok_emb.weight.device)
@@ -418,7 +442,7 @@ def _chunks(rows: list[tuple], batch_tokens: int) -> list[list[tuple]]:
 
 def _needed(ids: list[int], token: str, pad_token_id: int) -> list[int]:
     """The leading token ids of one row that the read token depends on."""
-    if token == "last":
+    if token in ("last", "mean_padded"):
         return list(ids)
     if token == "first":
         return list(ids[:1])

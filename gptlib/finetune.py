@@ -16,9 +16,11 @@ from typing import Any
 import pandas as pd
 import torch
 
-from gptlib.base_models import base_model, classifier_from_base
+from gptlib.base_models import base_is_loaded, base_model, classifier_from_base
 from gptlib.classifier import (
     save_classifier,
+    set_causal_mask,
+    set_dropout,
     trainable_summary,
 )
 from gptlib.data import (
@@ -32,7 +34,9 @@ from gptlib.data import (
 )
 from gptlib.device import get_device
 from gptlib.download import atomic_write_bytes, sha256_of
-from gptlib.fast import estimate_cache_bytes, wrap_for_speed
+from gptlib.fast import estimate_cache_bytes, speed_blocker, wrap_for_speed
+from gptlib.lora import add_lora, describe_lora, merge_lora, save_lora
+from gptlib.memory import check_fits, estimate_run_memory
 from gptlib.model import GPTModel, get_config
 from gptlib.settings import FinetuneConfig
 from gptlib.tokenizer import get_tokenizer
@@ -61,6 +65,7 @@ class FinetuneResult:
     max_length: int
     trainable: str
     seconds: float
+    class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     files: dict[str, str] = field(default_factory=dict)
     model: GPTModel | None = field(default=None, repr=False)
 
@@ -89,24 +94,48 @@ def resolve_data_file(data: str | None, verbose: bool = True) -> Path:
 
 
 def build_datasets(cfg: FinetuneConfig, tokenizer, data_dir: Path, context_length: int,
-                   verbose: bool = True) -> tuple[SpamDataset, SpamDataset, SpamDataset]:
-    """The three splits as datasets (validation and test truncated to the training length)."""
-    data_file = resolve_data_file(cfg.data, verbose)
-    train_csv, val_csv, test_csv = prepare_spam_splits(data_file, data_dir)
-    train_df = pd.read_csv(train_csv)
+                   verbose: bool = True) -> tuple[SpamDataset, SpamDataset, SpamDataset, list[str]]:
+    """The three splits as datasets (validation and test truncated to the training length),
+    and the class names: the book's SMS data, or your own CSV files (``cfg.csv`` or
+    ``cfg.train_csv``/``val_csv``/``test_csv``, any number of classes)."""
+    if cfg.csv or cfg.train_csv:
+        from gptlib.own_data import own_data_splits
+
+        train_df, val_src, test_src, names = own_data_splits(cfg.train_csv, cfg.val_csv, cfg.test_csv, csv=cfg.csv)
+        if verbose:
+            print(f"Your data: {len(names)} classes ({', '.join(names)}), from "
+                  f"{cfg.csv or ', '.join(map(str, (cfg.train_csv, cfg.val_csv, cfg.test_csv)))}")
+    else:
+        data_file = resolve_data_file(cfg.data, verbose)
+        train_csv, val_src, test_src = prepare_spam_splits(data_file, data_dir)
+        train_df, names = pd.read_csv(train_csv), list(CLASS_NAMES)
     if cfg.train_limit is not None:
         train_df = train_df.iloc[: cfg.train_limit]
-    return spam_datasets(train_df, val_csv, test_csv, tokenizer, max_length=cfg.max_length,
-                         padding=cfg.padding, context_length=context_length)
+    padding = "batch" if cfg.padding == "none" else cfg.padding  # batch 1: each message as it is
+    datasets = spam_datasets(train_df, val_src, test_src, tokenizer, max_length=cfg.max_length,
+                             padding=padding, context_length=context_length)
+    return (*datasets, names)
 
 
-def build_model(cfg: FinetuneConfig, device: torch.device, progress: bool = True) -> GPTModel:
-    """GPT-2 of the chosen size, pretrained or random, with the classification head. The
-    frozen part is shared with the process's base model (loaded once, see
-    :mod:`gptlib.base_models`); what trains is the run's own."""
-    return classifier_from_base(cfg.model_size, cfg.weights, trainable=cfg.trainable, drop_rate=cfg.drop_rate,
-                                dropout_scope=cfg.dropout_scope or "all", seed=cfg.seed, device=device,
-                                progress=progress)
+def build_model(cfg: FinetuneConfig, device: torch.device, progress: bool = True,
+                num_classes: int = 2) -> GPTModel:
+    """GPT-2 of the chosen size, pretrained or random, with the classification head, the
+    causal mask on or off, and LoRA adapters for ``trainable="lora"``. The frozen part is
+    shared with the process's base model (loaded once, see :mod:`gptlib.base_models`);
+    what trains is the run's own."""
+    lora = cfg.trainable == "lora"
+    model = classifier_from_base(cfg.model_size, cfg.weights, trainable="head" if lora else cfg.trainable,
+                                 num_classes=num_classes, drop_rate=cfg.drop_rate,
+                                 dropout_scope=cfg.dropout_scope or "all", seed=cfg.seed, device=device,
+                                 progress=progress)
+    if lora:  # appendix E's order: the head first, then everything frozen, then the adapters
+        model = add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_scaling, cfg.lora_head,
+                         cfg.lora_merged, inplace=True).to(device)
+        # dropout's scope "trainable" now covers every block, since every block has adapters
+        model = set_dropout(model, cfg.drop_rate, scope=cfg.dropout_scope or "all", inplace=True)
+    if not cfg.causal_mask:
+        model = set_causal_mask(model, False, inplace=True)
+    return model
 
 
 def run_finetune(cfg: FinetuneConfig | None = None, *, callback=None, progress: bool = True,
@@ -126,8 +155,11 @@ def run_finetune(cfg: FinetuneConfig | None = None, *, callback=None, progress: 
     tokenizer = get_tokenizer()
     context_length = get_config(cfg.model_size)["context_length"]
 
-    train_ds, val_ds, test_ds = build_datasets(cfg, tokenizer, output / "data", context_length, verbose)
-    model = build_model(cfg, device, progress=progress)
+    train_ds, val_ds, test_ds, class_names = build_datasets(cfg, tokenizer, output / "data", context_length,
+                                                            verbose)
+    check_labels(train_ds, val_ds, test_ds, class_names)
+    say(_memory_line(cfg, device, train_ds, len(class_names)))
+    model = build_model(cfg, device, progress=progress, num_classes=len(class_names))
     runner = wrap_for_speed(model, cfg.speed)
     # Fast mode groups messages of similar length into batches so that little padding is
     # computed. Where training computes only the last block's read position over kept
@@ -141,6 +173,12 @@ def run_finetune(cfg: FinetuneConfig | None = None, *, callback=None, progress: 
         f"{len(train_loader)}/{len(val_loader)}/{len(test_loader)} batches of {cfg.batch_size}"
         f"{', grouped by length' if group else ''}")
     say(f"Model: {cfg.model_size}, {cfg.weights} weights, on {device}; {trainable_summary(model)}")
+    if cfg.trainable == "lora":
+        say(describe_lora(model))
+    if not cfg.causal_mask:
+        say("Causal mask off: every token attends to every token, pads included.")
+    if runner is model and cfg.speed != "book":
+        say(f"Speed '{cfg.speed}' does not apply here ({speed_blocker(model)}): the book's computation runs.")
     if runner is not model:
         datasets = (train_ds, val_ds, test_ds)
         need = estimate_cache_bytes(datasets, cfg.token, model.cfg["emb_dim"], runner.cache_dtype)
@@ -164,6 +202,7 @@ def run_finetune(cfg: FinetuneConfig | None = None, *, callback=None, progress: 
         runner, train_loader, val_loader, optimizer, device, num_epochs=cfg.epochs,
         eval_freq=cfg.eval_freq, eval_iter=cfg.eval_iter, token=cfg.token,
         progress=progress, callback=callback, verbose=verbose,
+        accumulation_steps=cfg.accumulation_steps, ignore_index=cfg.ignore_index,
     )
     kw = {"token": cfg.token}
     train_acc = calc_accuracy_loader(train_loader, runner, device, **kw)
@@ -178,7 +217,7 @@ def run_finetune(cfg: FinetuneConfig | None = None, *, callback=None, progress: 
         config=asdict(cfg), train_losses=history[0], val_losses=history[1], train_accs=history[2],
         val_accs=history[3], examples_seen=history[4], train_accuracy=train_acc, val_accuracy=val_acc,
         test_accuracy=test_acc, test_metrics=test_metrics, max_length=train_ds.max_length,
-        trainable=trainable_summary(model), seconds=seconds, model=model,
+        trainable=trainable_summary(model), seconds=seconds, model=model, class_names=class_names,
     )
     if save:
         _save_outputs(result, cfg, model, output)
@@ -210,10 +249,33 @@ def run_finetune_seeds(cfg: FinetuneConfig, seeds: int, **kwargs: Any) -> tuple[
     return results, summarize([r.test_accuracy for r in results], n)
 
 
+def check_labels(train_ds: SpamDataset, val_ds: SpamDataset, test_ds: SpamDataset, class_names: list[str]) -> None:
+    """Every label must be a class of the head (0 .. K-1), checked before the first step."""
+    k = len(class_names)
+    for name, ds in (("training", train_ds), ("validation", val_ds), ("test", test_ds)):
+        bad = sorted({label for label in ds.labels if not 0 <= label < k})
+        if bad:
+            raise ValueError(f"The {name} data has label id(s) {bad[:5]}, but the classifier has {k} classes "
+                             f"({', '.join(class_names)}): ids must be 0..{k - 1}.")
+
+
+def _memory_line(cfg: FinetuneConfig, device: torch.device, train_ds: SpamDataset, num_classes: int) -> str:
+    """What the run needs, before the model is loaded; refuses a run that will not fit."""
+    tokens = train_ds.max_length if cfg.padding == "max_length" else max(train_ds.lengths)
+    estimate = estimate_run_memory(cfg.model_size, cfg.trainable, batch_size=cfg.batch_size, tokens=tokens,
+                                   num_classes=num_classes, lora_rank=cfg.lora_rank, lora_head=cfg.lora_head,
+                                   base_loaded=base_is_loaded(cfg.model_size, cfg.weights, cfg.seed))
+    return check_fits(estimate, device, f"{cfg.model_size}, trainable {cfg.trainable!r}, batch {cfg.batch_size}")
+
+
 def _save_outputs(result: FinetuneResult, cfg: FinetuneConfig, model: GPTModel, output: Path) -> None:
+    plain = model
+    if cfg.trainable == "lora":  # the adapters alone, and the classifier with them folded in
+        result.files["adapter"] = str(save_lora(model, output / "lora_adapter.pt"))
+        plain = merge_lora(model)
     checkpoint = save_classifier(
-        model, output / "classifier.pth", max_length=result.max_length, token=cfg.token,
-        pad_token_id=50256, class_names=list(CLASS_NAMES), finetune_config=asdict(cfg),
+        plain, output / "classifier.pth", max_length=result.max_length, token=cfg.token,
+        pad_token_id=50256, class_names=list(result.class_names), finetune_config=asdict(cfg),
     )
     result.files["checkpoint"] = str(checkpoint)
     if cfg.figures and result.train_losses and result.train_accs:

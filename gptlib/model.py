@@ -39,6 +39,9 @@ MODEL_CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "drop_rate", "qkv_bias")
+# Keys a config may hold beyond the book's: "causal_mask" (default True; False lets every
+# token attend to every token, the bonus table's row 17).
+OPTIONAL_KEYS = ("causal_mask",)
 
 
 def get_config(name: str = "gpt2-small (124M)", **overrides: Any) -> dict[str, Any]:
@@ -48,9 +51,10 @@ def get_config(name: str = "gpt2-small (124M)", **overrides: Any) -> dict[str, A
     """
     key = resolve_preset(name)
     cfg = {**BASE_CONFIG, **MODEL_CONFIGS[key]}
-    unknown = set(overrides) - set(CONFIG_KEYS)
+    unknown = set(overrides) - set(CONFIG_KEYS) - set(OPTIONAL_KEYS)
     if unknown:
-        raise ValueError(f"Unknown config key(s) {sorted(unknown)}; valid keys are {list(CONFIG_KEYS)}.")
+        raise ValueError(f"Unknown config key(s) {sorted(unknown)}; valid keys are "
+                         f"{list(CONFIG_KEYS + OPTIONAL_KEYS)}.")
     cfg.update(overrides)
     return cfg
 
@@ -122,14 +126,16 @@ class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention.
 
     softmax(Q K^T / sqrt(head_dim) + causal mask) V, per head, then ``out_proj``.
+    ``causal=False`` drops the mask: every token attends to every token.
     The book keeps a (context x context) ``mask`` buffer; we build the causal mask on the
     fly instead (no memory), but still write and accept the ``mask`` key in state dicts so
     that checkpoints move freely between the book's code and ours.
     """
 
     def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float,
-                 num_heads: int, qkv_bias: bool = False):
+                 num_heads: int, qkv_bias: bool = False, causal: bool = True):
         super().__init__()
+        self.causal = causal
         if d_out % num_heads:
             raise ValueError(f"d_out ({d_out}) must be divisible by num_heads ({num_heads}).")
         self.d_out = d_out
@@ -159,7 +165,12 @@ class MultiHeadAttention(nn.Module):
         b, _, tq, _ = queries.shape
         tk = keys.shape[2]
         p = self.dropout.p if self.training else 0.0
-        if p > 0.0:
+        if not self.causal and p > 0.0:  # no mask: every query sees every key
+            weights = torch.softmax(queries @ keys.transpose(2, 3) / math.sqrt(self.head_dim), dim=-1)
+            context = self.dropout(weights) @ values
+        elif not self.causal:
+            context = F.scaled_dot_product_attention(queries, keys, values)
+        elif p > 0.0:
             # Dropout on the attention weights, written out so that random numbers are
             # drawn exactly as in the book (same call, same shape, same order).
             scores = queries @ keys.transpose(2, 3) / math.sqrt(self.head_dim)
@@ -209,6 +220,7 @@ class TransformerBlock(nn.Module):
             num_heads=cfg["n_heads"],
             dropout=cfg["drop_rate"],
             qkv_bias=cfg["qkv_bias"],
+            causal=cfg.get("causal_mask", True),
         )
         self.ff = FeedForward(cfg)
         self.norm1 = LayerNorm(cfg["emb_dim"])

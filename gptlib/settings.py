@@ -4,8 +4,9 @@ Each field carries what the rest of gptlib needs to show it, in its ``metadata``
 
 * ``help``: one line, for ``python -m gptlib finetune --help`` and the lab's tooltips;
 * ``choices``: the values it takes, where they are few;
-* ``parse``: how a command-line string becomes a value (``int``, ``float``, ``str``, or the
-  optional forms ``int?``/``str?``, where "none" means None, and ``trainable``);
+* ``parse``: how a command-line string becomes a value (``int``, ``float``, ``str``, ``bool``
+  (true/false, yes/no, on/off, 1/0), the optional forms ``int?``/``str?``, where "none"
+  means None, and ``trainable``);
 * ``table``: False for settings that do not describe the experiment (where files go).
 
 The command line's flags (:func:`gptlib.cli`), the lab's controls and its runs table's
@@ -21,6 +22,7 @@ from typing import Any
 
 from gptlib.classifier import DROPOUT_SCOPES, TOKEN_CHOICES, TRAINABLE_HELP, trainable_blocks
 from gptlib.fast import SPEEDS
+from gptlib.lora import LORA_HEADS, LORA_SCALINGS
 from gptlib.model import MODEL_CONFIGS, get_config, resolve_preset
 
 
@@ -41,12 +43,19 @@ class FinetuneConfig:
     batch_size: int = _s(8, "messages per batch", "int")
     trainable: str | int = _s("last_block", f"what trains: {TRAINABLE_HELP}", "trainable")
     token: str = _s("last", "which position's logits are read", "str", TOKEN_CHOICES)
-    padding: str = _s("max_length", "pad to the longest training message (book) or per batch", "str",
-                      ("max_length", "batch"))
+    padding: str = _s("max_length", "pad to the longest training message (book), per batch, or not at all "
+                      "(none: each message at its own length; needs batch_size 1)", "str",
+                      ("max_length", "batch", "none"))
     max_length: int | None = _s(None, "pad/truncate to this many tokens (none: the longest training "
                                 "message; 1024: the book's exercise 6.1)", "int?")
     data: str | None = _s(None, "a local SMSSpamCollection file, zip or folder (none: download; "
                           "GPTLIB_DATA_DIR works too)", "str?", table=False)
+    csv: str | None = _s(None, "your own data: one CSV with Label and Text columns (any number of classes), "
+                         "split 70/10/20 the book's way", "str?", table=False)
+    train_csv: str | None = _s(None, "your own training CSV (Label, Text); with --val-csv and --test-csv",
+                               "str?", table=False)
+    val_csv: str | None = _s(None, "your own validation CSV (Label, Text)", "str?", table=False)
+    test_csv: str | None = _s(None, "your own test CSV (Label, Text)", "str?", table=False)
     seed: int = _s(123, "seed of the random weights, the head, the batch order and training", "int")
     device: str = _s("auto", "auto | cpu | cuda | mps", "str", table=False)
     output: str = _s("runs/finetune", "folder for metrics.json and classifier.pth", "str", table=False)
@@ -61,6 +70,21 @@ class FinetuneConfig:
     dropout_scope: str | None = _s(None, "where dropout acts: all (book: frozen blocks too) or trainable "
                                    "(only the parts that train); none: trainable in fast mode, else all",
                                    "str?", DROPOUT_SCOPES)
+    causal_mask: bool = _s(True, "mask attention to later tokens (false: every token sees every token, "
+                           "the bonus table's row 17)", "bool")
+    accumulation_steps: int = _s(1, "batches whose gradients add up before each optimizer step (batch 1 "
+                                 "with 8 steps makes batch 8's updates)", "int")
+    ignore_index: int = _s(-100, "target label that the loss ignores (PyTorch's default -100; the bonus "
+                           "table's row 18 uses 50256)", "int")
+    lora_rank: int = _s(16, "LoRA: rank r of the adapters (with trainable lora)", "int")
+    lora_alpha: float = _s(16.0, "LoRA: alpha", "float")
+    lora_scaling: str = _s("alpha", "LoRA: the adapters' scale: alpha (the printed book, its bonus script "
+                           "and llms-from-scratch 1.0.19) or alpha/rank (appendix E's notebook today)", "str",
+                           LORA_SCALINGS)
+    lora_head: str = _s("adapter", "LoRA: the new head gets an adapter only (appendix E) or trains in full "
+                        "as well (the bonus script)", "str", LORA_HEADS)
+    lora_merged: bool = _s(False, "LoRA: fold the adapter into the weight before each matmul (the bonus "
+                           "script's lora_alternative; the same numbers)", "bool")
 
     def effective(self) -> FinetuneConfig:
         """The settings actually used: ``speed="fast"`` reads the last real token of messages
@@ -81,13 +105,24 @@ class FinetuneConfig:
             if choices and f.name != "model_size" and value not in choices and \
                     not (value is None and f.metadata["parse"].endswith("?")):
                 raise ValueError(f"{f.name} must be one of {choices}; got {value!r}.")
-        for name in ("epochs", "batch_size", "eval_freq", "eval_iter"):
+        for name in ("epochs", "batch_size", "eval_freq", "eval_iter", "accumulation_steps", "lora_rank"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}.")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number; got {self.lr}.")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ValueError(f"weight_decay must be a number >= 0; got {self.weight_decay}.")
+        if not (self.lora_alpha > 0 and math.isfinite(self.lora_alpha)):
+            raise ValueError(f"lora_alpha must be a positive number; got {self.lora_alpha}.")
+        if self.padding == "none" and self.batch_size != 1:
+            raise ValueError(f"padding 'none' keeps each message at its own length, so batches hold one "
+                             f"message: set batch_size 1 (got {self.batch_size}), or use padding 'batch'.")
+        own = [self.train_csv, self.val_csv, self.test_csv]
+        if any(own) and not all(own):
+            raise ValueError("Give all three of train_csv, val_csv and test_csv (or one file as csv); "
+                             f"got train_csv={self.train_csv!r}, val_csv={self.val_csv!r}, test_csv={self.test_csv!r}.")
+        if self.csv and any(own):
+            raise ValueError("Give either csv (one file, split 70/10/20) or train_csv/val_csv/test_csv, not both.")
         if not 0 <= self.drop_rate < 1:
             raise ValueError(f"drop_rate must be in [0, 1); got {self.drop_rate}.")
         if self.train_limit is not None and self.train_limit < 1:
@@ -130,6 +165,13 @@ def parse_setting(name: str, text: str) -> Any:
             return float(text)
     except ValueError:
         raise ValueError(f"{name} takes a{'n integer' if kind == 'int' else ' number'}; got {text!r}.") from None
+    if kind == "bool":
+        low = text.strip().lower()
+        if low in ("true", "yes", "on", "1"):
+            return True
+        if low in ("false", "no", "off", "0"):
+            return False
+        raise ValueError(f"{name} takes true or false; got {text!r}.")
     if kind == "trainable":
         return int(text) if text.isdigit() else text
     return text

@@ -1,7 +1,8 @@
 """Training and evaluating the classifier, with the book's names, signatures and return values.
 
-Every function takes two optional keywords the book does not have: ``token`` (which
-position's logits are read, see ``gptlib.classifier``) and ``pad_token_id``. Their defaults
+Every function takes optional keywords the book does not have: ``token`` (which position's
+logits are read, see ``gptlib.classifier``), ``pad_token_id``, and for the loss
+``ignore_index`` (targets the loss skips; the bonus script's ``--ignore_index``). Their defaults
 give the book's behaviour, and random numbers are consumed exactly as in the book's loop (the
 same loader iterations in the same order), so the book's seeds reproduce the book's runs.
 """
@@ -21,11 +22,12 @@ from gptlib.classifier import classifier_logits
 
 
 def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model: torch.nn.Module,
-                    device: torch.device | str, token: str = "last", pad_token_id: int = 50256) -> torch.Tensor:
+                    device: torch.device | str, token: str = "last", pad_token_id: int = 50256,
+                    ignore_index: int = -100) -> torch.Tensor:
     """Cross-entropy of one batch, on the logits of the chosen token."""
     input_batch, target_batch = input_batch.to(device), target_batch.to(device)
     logits = classifier_logits(model, input_batch, token, pad_token_id)
-    return F.cross_entropy(logits, target_batch)
+    return F.cross_entropy(logits, target_batch, ignore_index=ignore_index)
 
 
 def _n_batches(data_loader: DataLoader, num_batches: int | None) -> int:
@@ -33,7 +35,8 @@ def _n_batches(data_loader: DataLoader, num_batches: int | None) -> int:
 
 
 def calc_loss_loader(data_loader: DataLoader, model: torch.nn.Module, device: torch.device | str,
-                     num_batches: int | None = None, token: str = "last", pad_token_id: int = 50256) -> float:
+                     num_batches: int | None = None, token: str = "last", pad_token_id: int = 50256,
+                     ignore_index: int = -100) -> float:
     """Mean batch loss over the first ``num_batches`` batches (all by default); NaN for an empty loader."""
     if len(data_loader) == 0:
         return float("nan")
@@ -43,7 +46,8 @@ def calc_loss_loader(data_loader: DataLoader, model: torch.nn.Module, device: to
         for i, (input_batch, target_batch) in enumerate(data_loader):
             if i >= n:
                 break
-            total += calc_loss_batch(input_batch, target_batch, model, device, token, pad_token_id).item()
+            total += calc_loss_batch(input_batch, target_batch, model, device, token, pad_token_id,
+                                     ignore_index).item()
     return total / n
 
 
@@ -75,12 +79,12 @@ def calc_accuracy_loader(data_loader: DataLoader, model: torch.nn.Module, device
 
 def evaluate_model(model: torch.nn.Module, train_loader: DataLoader, val_loader: DataLoader,
                    device: torch.device | str, eval_iter: int, token: str = "last",
-                   pad_token_id: int = 50256) -> tuple[float, float]:
+                   pad_token_id: int = 50256, ignore_index: int = -100) -> tuple[float, float]:
     """Train and validation loss on ``eval_iter`` batches each, without gradients."""
     model.eval()
     with torch.no_grad():
-        train_loss = calc_loss_loader(train_loader, model, device, eval_iter, token, pad_token_id)
-        val_loss = calc_loss_loader(val_loader, model, device, eval_iter, token, pad_token_id)
+        train_loss = calc_loss_loader(train_loader, model, device, eval_iter, token, pad_token_id, ignore_index)
+        val_loss = calc_loss_loader(val_loader, model, device, eval_iter, token, pad_token_id, ignore_index)
     model.train()
     return train_loss, val_loss
 
@@ -120,6 +124,8 @@ def train_classifier_simple(
     callback: Callable[[EvalEvent], Any] | None = None,
     verbose: bool = True,
     speed: str = "book",
+    accumulation_steps: int = 1,
+    ignore_index: int = -100,
 ) -> tuple[list[float], list[float], list[float], list[float], int]:
     """The book's training loop. Returns (train_losses, val_losses, train_accs, val_accs, examples_seen).
 
@@ -129,11 +135,17 @@ def train_classifier_simple(
     step, each evaluation and each epoch (for live plots; see :class:`EvalEvent`); returning
     True or raising ``StopTraining`` stops early (mid-epoch too), keeping what was measured.
 
+    ``accumulation_steps=N`` (the bonus script's): each batch's loss is divided by N and the
+    optimizer steps every N batches (and after an epoch's last batch), so batch 1 with N = 8
+    makes batch 8's updates. Steps, ``eval_freq`` and ``examples_seen`` still count batches.
+
     ``speed="exact"`` reuses frozen activations and computes only the read position
     (``gptlib.fast``): the same results, several times faster. ``speed="fast"`` also keeps
     and computes the frozen part in bfloat16 where the hardware does that fast (not bit-exact;
     pair it with ``token="last_real"`` and per-batch padding, as ``FinetuneConfig(speed="fast")`` does).
     """
+    if accumulation_steps < 1:
+        raise ValueError(f"accumulation_steps must be at least 1; got {accumulation_steps}.")
     if speed != "book":
         from gptlib.fast import wrap_for_speed  # fast sits on train's level; imported on demand
 
@@ -154,18 +166,21 @@ def train_classifier_simple(
     try:
         for epoch in range(num_epochs):
             model.train()
-            for input_batch, target_batch in train_loader:
-                optimizer.zero_grad()
-                loss = calc_loss_batch(input_batch, target_batch, model, device, token, pad_token_id)
-                loss.backward()
-                optimizer.step()
+            for batch_idx, (input_batch, target_batch) in enumerate(train_loader):
+                if batch_idx % accumulation_steps == 0:
+                    optimizer.zero_grad()  # the book's: every batch (accumulation_steps=1)
+                loss = calc_loss_batch(input_batch, target_batch, model, device, token, pad_token_id,
+                                       ignore_index)
+                (loss / accumulation_steps if accumulation_steps > 1 else loss).backward()
+                if (batch_idx + 1) % accumulation_steps == 0 or batch_idx + 1 == len(train_loader):
+                    optimizer.step()
                 examples_seen += input_batch.shape[0]
                 global_step += 1
                 bar.update(1)
                 notify(EvalEvent("step", epoch + 1, global_step, examples_seen, history=history))
                 if global_step % eval_freq == 0:
                     train_loss, val_loss = evaluate_model(model, train_loader, val_loader, device,
-                                                          eval_iter, token, pad_token_id)
+                                                          eval_iter, token, pad_token_id, ignore_index)
                     train_losses.append(train_loss)
                     val_losses.append(val_loss)
                     if verbose:

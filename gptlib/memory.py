@@ -1,0 +1,121 @@
+"""How much memory a run needs, worked out from its settings before anything is loaded, so
+that a run that cannot fit is refused with a message instead of dying halfway.
+
+The estimate (float32 throughout) adds up:
+
+* the weights: every parameter of the base model, its 50,257-word output layer included;
+* what trains: a private copy of each trainable tensor, its gradient and AdamW's two
+  running averages (four numbers per trainable parameter);
+* the activations that backpropagation keeps, in the blocks it runs through (from the
+  lowest block that trains up), for one batch: about ``20 * emb_dim + 2 * n_heads * T``
+  numbers per token and block (inputs of the norms, q/k/v, the feed-forward's 4x wide
+  hidden layer, the attention weights);
+* the frozen activations kept by ``speed="exact"``/``"fast"`` (see :mod:`gptlib.fast`).
+
+It is a planning figure, good to about 20%, not a measurement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from gptlib.classifier import trainable_blocks
+from gptlib.model import get_config
+
+GIB = 2**30
+
+
+class NotEnoughMemory(ValueError):
+    """A run whose estimated memory exceeds what the device has free."""
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights: int
+    training: int
+    activations: int
+    kept: int
+    trainable_params: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.training + self.activations + self.kept
+
+    def describe(self) -> str:
+        parts = [("weights", self.weights), ("what trains, with AdamW's state", self.training),
+                 ("activations", self.activations)] + ([("kept frozen activations", self.kept)] if self.kept else [])
+        return f"about {_size(self.total)} ({', '.join(f'{name} {_size(n)}' for name, n in parts)})"
+
+
+def _size(n: int) -> str:
+    return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / 2**20:,.0f} MiB"
+
+
+def block_params(d: int) -> int:
+    """Parameters of one GPT-2 block: four d x d attention projections, the 4x feed-forward,
+    their biases and two norms."""
+    return 12 * d * d + 13 * d
+
+
+def lora_params_per_block(d: int, rank: int) -> int:
+    """LoRA numbers per block: r * (in + out) for each of its six Linear layers."""
+    return rank * (4 * 2 * d + 2 * (d + 4 * d))
+
+
+def estimate_run_memory(model_size: str, trainable: str | int, *, batch_size: int, tokens: int,
+                        num_classes: int = 2, lora_rank: int = 16, lora_head: str = "adapter",
+                        kept_bytes: int = 0, base_loaded: bool = False) -> MemoryEstimate:
+    """The memory of one run (see the module's docstring); ``tokens`` is the padded length of a
+    training batch, ``base_loaded`` leaves out weights already in memory (gptlib.base_models)."""
+    cfg = get_config(model_size)
+    d, n_layers, heads, vocab = cfg["emb_dim"], cfg["n_layers"], cfg["n_heads"], cfg["vocab_size"]
+    embeddings = vocab * d + cfg["context_length"] * d
+    all_params = embeddings + n_layers * block_params(d) + 2 * d + vocab * d
+    head = d * num_classes + num_classes
+    if trainable == "lora":
+        n_trainable = n_layers * lora_params_per_block(d, lora_rank) + lora_rank * (d + num_classes)
+        n_trainable += head if lora_head == "full" else 0
+        through = n_layers
+    else:
+        k = trainable_blocks(trainable, n_layers)
+        n_trainable = head + (k * block_params(d) + 2 * d if k else 0)
+        if trainable == "all":
+            n_trainable += embeddings
+        through = k
+    per_token_block = 20 * d + 2 * heads * tokens
+    activations = 4 * batch_size * tokens * (through * per_token_block + 2 * d)
+    weights = 0 if base_loaded else 4 * all_params
+    return MemoryEstimate(weights=weights, training=4 * 4 * n_trainable, activations=activations,
+                          kept=kept_bytes, trainable_params=n_trainable)
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Free memory on ``device`` (host memory for the CPU), or None where it cannot be read."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    if device.type == "cpu":
+        try:
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+    return None
+
+
+def check_fits(estimate: MemoryEstimate, device: torch.device, what: str) -> str:
+    """One line saying what the run needs; raises :class:`NotEnoughMemory` when it cannot fit."""
+    free = available_bytes(device)
+    line = f"Memory: {what} needs {estimate.describe()}"
+    if free is None:
+        return line + f"; free memory on {device.type} unknown."
+    if estimate.total > free:
+        raise NotEnoughMemory(
+            f"{what} needs {estimate.describe()}, but {device.type} has {_size(free)} free. "
+            "Try a smaller model_size, trainable 'lora' or 'last_block' instead of 'all', a smaller "
+            "batch_size (with accumulation_steps to keep the updates), or a smaller max_length.")
+    return line + f"; {_size(free)} free on {device.type}."
