@@ -19,9 +19,9 @@
 # **What this notebook covers.** The classifier still returns two scores for *every* input
 # position: shape `[batch, tokens, 2]`. We see why the book reads only the last position
 # (the causal attention mask, drawn as a picture), what goes wrong when that position is a
-# pad token, the alternatives gptlib offers (`first`, `last_real`, `mean`), how scores
-# become probabilities and a class label, and that cross-entropy is log-softmax followed by
-# the negative log-likelihood.
+# pad token, the alternatives gptlib offers (`first`, `last_real`, `mean`, `mean_padded`),
+# how scores become probabilities and a class label, and that cross-entropy is log-softmax
+# followed by the negative log-likelihood.
 #
 # **Book sections.** Chapter 6, sections 6.5 (the classification head's outputs) and 6.6
 # (calculating the classification loss and accuracy); exercise 6.3 (the first token).
@@ -153,7 +153,7 @@ print("'last_real' unchanged by padding:",
       torch.allclose(select_token_logits(padded_logits, padded, "last_real"), unpadded_logits[:, -1], atol=1e-5))
 
 # %% [markdown]
-# ## Four ways to pick the output
+# ## Five ways to pick the output
 #
 # `select_token_logits` reduces `[batch, tokens, classes]` to `[batch, classes]`:
 #
@@ -162,7 +162,11 @@ print("'last_real' unchanged by padding:",
 #   75.00% test accuracy with it, against 95.67% for the last token);
 # * `last_real`: each message's last non-pad token (the book's "flexible" bonus experiment
 #   reaches 98.33%);
-# * `mean`: the average over each message's real tokens.
+# * `mean`: the average over each message's real tokens (pads left out);
+# * `mean_padded`: the average over every position of the padded row, pads included. This
+#   is what the bonus script's `--average_embeddings` does (row 19 of its table: 96.33%).
+#   With right padding, most of a short message's row is pads, so its average is mostly
+#   the pads' logits; `mean` leaves them out.
 #
 # All training and evaluation functions in `gptlib.train` take `token=` to choose.
 

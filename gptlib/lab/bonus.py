@@ -1,50 +1,87 @@
-"""The book's bonus experiments (its chapter 6 bonus material), read from ``book_bonus.csv``.
+"""The book's bonus experiments (its chapter 6 bonus material), for the lab, read from the
+registry :mod:`gptlib.experiments` (the one place the book's numbers and settings are kept).
 
-Train / validation / test accuracy (percent) and minutes on an A100, pretrained GPT-2 small
-unless the setting says otherwise. The bonus script shuffles the data once more before
-splitting, so its baseline (95.00% test) differs a little from the chapter's run (95.67%).
-The last column names the lab settings that repeat the experiment ("-": the lab has no such
-setting yet, e.g. LoRA; empty: the baseline itself).
+Train / validation / test accuracy (here as fractions 0..1) and minutes on an A100,
+pretrained GPT-2 small unless the setting says otherwise. The bonus script shuffles the data
+once more before splitting, so its baseline (95.00% test) differs a little from the chapter's
+run (95.67%).
+
+The lab's panel spells two settings its own way: ``padding`` is one choice ("longest",
+"batch", "context" or a fixed length) instead of FinetuneConfig's ``padding`` + ``max_length``.
+:func:`panel_settings` turns an experiment's FinetuneConfig settings into the panel's.
 """
 
 from __future__ import annotations
 
-import csv
-from functools import lru_cache
-from importlib import resources
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
+from gptlib.experiments import UnknownExperimentError, experiments
+from gptlib.model import get_config
+from gptlib.settings import FinetuneConfig
 
-def _parse_settings(text: str) -> dict[str, Any] | None:
-    text = text.strip()
-    if text == "-":
-        return None
-    settings: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in text.split(";"))):
-        name, value = (s.strip() for s in item.split("=", 1))
-        settings[name] = int(value) if value.isdigit() else value
-    return settings
+COLUMNS = ("setting", "train_acc", "val_acc", "test_acc", "minutes")
 
 
-@lru_cache(maxsize=1)
-def _rows() -> tuple[dict[str, Any], ...]:
-    text = resources.files("gptlib.lab").joinpath("book_bonus.csv").read_text(encoding="utf-8")
-    rows = []
-    for cells in csv.DictReader(text.splitlines()):
-        rows.append({
-            "key": cells["key"], "setting": cells["setting"],
-            "train_acc": float(cells["train"]) / 100, "val_acc": float(cells["val"]) / 100,
-            "test_acc": float(cells["test"]) / 100, "minutes": float(cells["minutes"]),
-            "panel_settings": _parse_settings(cells["panel_settings"]),
-        })
-    return tuple(rows)
+def panel_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """FinetuneConfig settings as the lab panel's ``set(...)`` takes them: ``padding`` and
+    ``max_length`` become one padding choice; every other setting keeps its name and value.
+    No padding at all (``padding="none"``, batch size 1) is the panel's "none" where it has
+    that choice, else per-batch padding of one message (the same numbers)."""
+    from gptlib.lab.controls import PADDING_OPTIONS
+
+    out = {name: value for name, value in settings.items() if name not in ("padding", "max_length")}
+    if "padding" in settings or "max_length" in settings:
+        padding, max_length = settings.get("padding", "max_length"), settings.get("max_length")
+        if padding == "none":
+            out["padding"] = "none" if "none" in {v for _, v in PADDING_OPTIONS} else "batch"
+        elif padding == "batch":
+            out["padding"] = "batch"
+        elif max_length is None:
+            out["padding"] = "longest"
+        else:
+            model = settings.get("model_size", FinetuneConfig().model_size)
+            out["padding"] = "context" if max_length == get_config(model)["context_length"] else max_length
+    return out
+
+
+def panel_can_set(settings: Mapping[str, Any]) -> bool:
+    """Whether the lab panel has a control (and a choice) for each of these panel settings."""
+    try:
+        from gptlib.lab.view import SIMPLE_CONTROLS
+    except ImportError:  # no ipywidgets: no panel to ask
+        return True
+    from gptlib.lab.controls import PADDING_OPTIONS, TOKEN_OPTIONS, trainable_choice
+
+    if set(settings) - set(SIMPLE_CONTROLS) - {"trainable", "padding", "train_limit"}:
+        return False
+    if "token" in settings and settings["token"] not in {v for _, v in TOKEN_OPTIONS}:
+        return False
+    padding = settings.get("padding", "longest")
+    if not isinstance(padding, int) and padding not in {v for _, v in PADDING_OPTIONS}:
+        return False
+    try:
+        trainable_choice(settings.get("trainable", "last_block"))
+    except ValueError:
+        return False
+    return True
 
 
 def book_bonus_rows() -> list[dict[str, Any]]:
-    """The rows as dicts (a copy), with the lab settings that repeat each one."""
-    return [dict(r) for r in _rows()]
+    """The 19 rows as dicts (fresh copies): key, number, setting, train/val/test_acc, minutes,
+    ``settings`` (the FinetuneConfig settings that repeat the row) and ``panel_settings`` (the
+    same for the lab panel; None where the panel has no control for one of them yet)."""
+    rows = []
+    for exp in experiments("bonus"):
+        book = exp.book()
+        panel = panel_settings(exp.settings)
+        rows.append({"key": exp.key, "number": exp.number, "setting": exp.description,
+                     "train_acc": book["train"], "val_acc": book["val"], "test_acc": book["test"],
+                     "minutes": exp.minutes, "settings": dict(exp.settings),
+                     "panel_settings": panel if panel_can_set(panel) else None})
+    return rows
 
 
 def book_bonus_results() -> pd.DataFrame:
@@ -53,18 +90,26 @@ def book_bonus_results() -> pd.DataFrame:
     Indexed by a short key (``"baseline"``, ``"first"``, ``"last2"``, ...);
     :meth:`gptlib.lab.ExperimentPanel.apply_book_setting` takes the same keys.
     """
-    frame = pd.DataFrame([{k: v for k, v in r.items() if k != "panel_settings"} for r in _rows()])
-    return frame.set_index("key")
+    rows = [{"key": exp.key, "setting": exp.description, **{f"{k}_acc": v for k, v in exp.book().items()},
+             "minutes": exp.minutes} for exp in experiments("bonus")]
+    return pd.DataFrame(rows, columns=["key", *COLUMNS]).set_index("key")
 
 
-def book_setting(key: str) -> dict[str, Any] | None:
-    """Lab settings that repeat one of the book's bonus experiments (None: not possible here)."""
-    for row in _rows():
-        if row["key"] == key:
-            return None if row["panel_settings"] is None else dict(row["panel_settings"])
-    raise KeyError(f"No bonus experiment {key!r}; choose one of {[r['key'] for r in _rows()]}.")
+def _bonus(key: str):
+    for exp in experiments("bonus"):
+        if exp.key == key:
+            return exp
+    raise UnknownExperimentError(f"No bonus experiment {key!r}; choose one of "
+                                 f"{[e.key for e in experiments('bonus')]}.")
+
+
+def book_setting(key: str) -> dict[str, Any]:
+    """The lab panel's settings that repeat one of the book's bonus experiments (the change
+    from the baseline). Some name settings the panel has no control for yet (e.g. LoRA's):
+    the panel then refuses them with a message naming them."""
+    return panel_settings(_bonus(key).settings)
 
 
 def book_setting_name(key: str) -> str:
     """The bonus experiment's description, e.g. "read the first token"."""
-    return str(book_bonus_results().loc[key, "setting"])
+    return _bonus(key).description
