@@ -1,8 +1,9 @@
 """The lab notebook in a real browser: JupyterLab on 127.0.0.1, driven by headless Chromium.
 
 Opens a copy of notebooks/06_experiment_lab.ipynb, runs all cells (smoke profile), presses the
-panel's Run button, waits for the new row of the runs table and for the curves, and takes a
-screenshot of the panel: into the test's temporary folder, or to the file named by
+panel's Run button, waits for the new row of the runs table and for the curves, chooses LoRA and
+opens the advanced settings (their controls must show inside the panel), runs LoRA, and takes a
+screenshot of the panel (and one at a narrower window, 968 px, into the test's folder): into the test's temporary folder, or to the file named by
 $GPTLIB_LAB_SCREENSHOT (``GPTLIB_LAB_SCREENSHOT=figures/lab-screenshot.png`` renews the
 README's picture), so a test run never changes a tracked file.
 
@@ -39,6 +40,7 @@ SERVER_START_S = 180  # JupyterLab's first start on a busy 2-core machine can be
 NOTEBOOK_RUN_MS = 300_000  # all cells, including the first fine-tuning run (torch warm-up)
 PANEL_RUN_MS = 180_000  # one run started with the panel's button
 RUN_ROWS = ".gptlib-runs-table table.gptlib-runs tbody tr"
+NARROW_WIDTH = 968  # a laptop's half screen
 
 
 def _free_port() -> int:
@@ -129,6 +131,29 @@ def _accept_dialogs(page) -> None:
         dialog_button.first.click()
 
 
+def _choose(page, label: str, option: str) -> None:
+    """Choose ``option`` in the panel's dropdown labelled ``label``."""
+    dropdown = page.locator(".gptlib-lab .widget-dropdown").filter(
+        has=page.locator(".widget-label", has_text=re.compile(f"^{re.escape(label)}$")))
+    dropdown.locator("select").first.select_option(label=option)
+
+
+def _outside_panel(page) -> list[str]:
+    """The panel's shown labels, inputs, menus and boxes that reach beyond its left or right edge
+    (or the window's): one line each."""
+    return page.evaluate("""() => {
+        const panel = document.querySelector('.gptlib-lab').getBoundingClientRect();
+        const right = Math.min(panel.right, window.innerWidth);
+        const parts = '.widget-label, select, input, textarea, button, .gptlib-lora, .gptlib-advanced';
+        return [...document.querySelector('.gptlib-lab').querySelectorAll(parts)]
+            .filter(e => e.offsetParent !== null && e.getBoundingClientRect().width > 0)
+            .filter(e => { const r = e.getBoundingClientRect(); return r.left < panel.left - 1 || r.right > right + 1; })
+            .map(e => { const r = e.getBoundingClientRect();
+                        return `${e.tagName}.${e.className} '${(e.textContent || e.value || '').slice(0, 30)}' `
+                               + `${r.left.toFixed(0)}..${r.right.toFixed(0)} outside ${panel.left.toFixed(0)}..${right.toFixed(0)}`; });
+    }""")
+
+
 def test_lab_notebook_runs_in_jupyterlab(lab_server, tmp_path):
     screenshot = REPO / os.environ["GPTLIB_LAB_SCREENSHOT"] if os.environ.get("GPTLIB_LAB_SCREENSHOT") \
         else tmp_path / "lab-screenshot.png"  # a relative name is taken from the repository root
@@ -199,9 +224,48 @@ def test_lab_notebook_runs_in_jupyterlab(lab_server, tmp_path):
             runs_table = page.locator(".gptlib-runs-table .gptlib-table-box").first.bounding_box()
             assert runs_table["x"] + runs_table["width"] <= panel_box["x"] + panel_box["width"] + 1
 
+            # LoRA: its controls appear under "what trains", inside the panel; a LoRA run adds a row
+            _choose(page, "what trains", "LoRA adapters (appendix E)")
+            lora_box = page.locator(".gptlib-lab .gptlib-lora")
+            lora_box.wait_for(state="visible", timeout=30_000)
+            for label in ("rank r", "alpha", "scale by", "new head gets", "merged"):
+                assert lora_box.locator("label", has_text=label).first.is_visible(), label
+            assert "scale = alpha = 16" in lora_box.inner_text()
+            # the advanced section opens on a click and shows its three settings
+            page.locator(".gptlib-advanced").get_by_text("advanced:", exact=False).first.click()
+            page.locator(".gptlib-advanced .widget-label", has_text="accumulation steps").first.wait_for(
+                state="visible", timeout=30_000)
+            for label in ("ignore", "causal attention mask"):
+                assert page.locator(".gptlib-advanced", has_text=label).first.is_visible(), label
+            assert not _outside_panel(page), _outside_panel(page)
+            run_button.scroll_into_view_if_needed()
+            run_button.click()
+            page.wait_for_function(
+                f"() => document.querySelectorAll('{RUN_ROWS}').length >= 3", timeout=PANEL_RUN_MS)
+            page.wait_for_function(
+                "() => { const b = document.querySelector('button.gptlib-run'); return b && !b.disabled; }",
+                timeout=60_000)
+            assert "r16 a16 alpha, head adapter" in rows.nth(2).inner_text(), rows.nth(2).inner_text()
+            runs_table = page.locator(".gptlib-runs-table .gptlib-table-box").first.bounding_box()
+            panel_box = panel.bounding_box()
+            assert runs_table["x"] + runs_table["width"] <= panel_box["x"] + panel_box["width"] + 1
+
             screenshot.parent.mkdir(parents=True, exist_ok=True)
+            page.set_viewport_size({"width": 1500, "height": 3600})  # the whole panel, book table included
+            page.wait_for_timeout(1000)
+            assert not _outside_panel(page), _outside_panel(page)
             panel.scroll_into_view_if_needed()
             panel.screenshot(path=str(screenshot))
+
+            # a narrower window: the settings' two columns become one, and nothing leaves the panel
+            page.set_viewport_size({"width": NARROW_WIDTH, "height": 4400})
+            page.wait_for_timeout(1000)
+            assert not _outside_panel(page), _outside_panel(page)
+            assert panel.bounding_box()["x"] + panel.bounding_box()["width"] <= NARROW_WIDTH + 1
+            narrow = tmp_path / "lab-screenshot-narrow.png"
+            panel.scroll_into_view_if_needed()
+            panel.screenshot(path=str(narrow))
+            print(f"screenshots: {screenshot} and {narrow}")
         except Exception:
             print(_log_tail(log_path))
             raise

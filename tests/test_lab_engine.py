@@ -134,14 +134,46 @@ def test_the_runs_table_shows_what_differs(engine):
     engine.start(dataclasses.replace(engine.base, lr=2e-4), wait=True)
     shown = runs_columns(engine.runs, engine.varying_settings())
     assert "lr" in shown and "weight_decay" not in shown and "test_acc" in shown
-    assert len(runs_columns(engine.runs, [], every=True)) == len(RUN_COLUMNS)
+    every = runs_columns(engine.runs, [], every=True)  # LoRA's five settings show as one column
+    assert len(every) == len(RUN_COLUMNS) - 4 and "lora" in every and "lora_rank" not in every
     html = runs_html(engine.runs, engine.varying_settings())
     assert "gptlib-table-box" in html and ">test<" in html and ">lr<" in html
 
 
 def test_the_book_table_is_a_data_file():
     book = book_bonus_results()
-    assert len(book) == 15 and book.loc["last2", "test_acc"] == pytest.approx(0.9833)
+    assert len(book) == 19 and book.loc["last2", "test_acc"] == pytest.approx(0.9833)
+
+
+def test_lora_and_the_rare_settings_run_through_the_engine(engine):
+    """A LoRA run on the tiny model, then one with no causal mask, no padding (batch 1), 2
+    accumulation steps and target 50256 ignored: both complete, and the table shows them."""
+    from gptlib.lora import lora_layers
+
+    lora = dataclasses.replace(engine.base, trainable="lora", lora_rank=4, lora_alpha=8.0, lora_head="full",
+                               train_limit=16)
+    assert engine.start(lora, wait=True) and engine.last_error is None, engine.last_error
+    row = engine.runs.iloc[0]
+    assert (row["trainable"], row["lora_rank"], row["lora_alpha"], row["lora_head"]) == ("lora", 4, 8.0, "full")
+    assert all(0 <= float(row[k]) <= 1 for k in ("train_acc", "val_acc", "test_acc"))
+    assert row["examples_seen"] == 16 and lora_layers(engine.model)
+    assert engine.result.config["trainable"] == "lora"
+    html = runs_html(engine.runs, engine.varying_settings())  # one run: its main settings and LoRA's
+    assert ">LoRA<" in html and "r4 a8 alpha, head full" in html and ">causal mask<" not in html
+
+    rare = dataclasses.replace(engine.base, causal_mask=False, padding="none", batch_size=1, accumulation_steps=2,
+                               ignore_index=50256, train_limit=6)
+    assert engine.start(rare, wait=True) and engine.last_error is None, engine.last_error
+    row = engine.runs.iloc[1]
+    assert (row["padding"], row["batch_size"], row["causal_mask"]) == ("none", 1, False)
+    assert (row["accumulation_steps"], row["ignore_index"], row["examples_seen"]) == (2, 50256, 6)
+    assert pd.isna(row["max_length"]) and pd.isna(row["lora_rank"])  # LoRA's settings: blank without it
+    shown = runs_columns(engine.runs, engine.varying_settings())
+    assert {"trainable", "padding", "causal_mask", "accumulation_steps", "ignore_index", "lora"} <= set(shown)
+    assert not any(c.startswith("lora_") for c in shown)
+    assert runs_columns(engine.runs.iloc[1:], [])[-4:] == ["causal_mask", "accumulation_steps", "ignore_index",
+                                                           "stopped_early"]
+    assert "appendix E" in engine.compare_with_book(1, "appendix_e")  # appendix E's LoRA run compares too
 
 
 def test_finetune_with_seeds_from_the_command_line(small_tsv, tmp_path, gptlib_home):

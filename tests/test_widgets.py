@@ -8,6 +8,7 @@ second once torch has warmed up.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import socket
 import subprocess
@@ -23,7 +24,11 @@ import gptlib.finetune
 
 pytest.importorskip("ipywidgets")
 
+from gptlib.experiments import experiment  # noqa: E402
 from gptlib.finetune import FinetuneConfig  # noqa: E402
+from gptlib.lab.bonus import book_bonus_rows  # noqa: E402
+from gptlib.lab.form import BOOK_RESET  # noqa: E402
+from gptlib.lab.view import LORA_CONTROLS  # noqa: E402
 from gptlib.notebook import load_profile  # noqa: E402
 from gptlib.widgets import (  # noqa: E402
     RUN_COLUMNS,
@@ -100,8 +105,13 @@ def test_only_the_controls_that_do_not_apply_are_hidden(gptlib_home):
     panel.set(trainable="last_block", padding="longest")
     hidden = {name for name, c in panel.controls.items() if c.layout.display == "none"}
     assert hidden == {"blocks", "fixed_length"}
+    assert panel.lora_box.layout.display == "none"  # LoRA's controls: in the layout, hidden
+    assert panel.advanced.selected_index is None  # the advanced section starts collapsed
     panel.set(trainable="last_3_blocks", padding=64)
     assert all(c.layout.display != "none" for c in panel.controls.values())
+    panel.set(trainable="lora")
+    assert panel.lora_box.layout.display is None and panel.controls["blocks"].layout.display == "none"
+    assert all(panel.controls[n] in panel.lora_box.children for n in LORA_CONTROLS)
 
 
 def test_run_button_adds_a_row_and_draws_curves(panel):
@@ -238,22 +248,135 @@ def test_export_csv_writes_every_run(panel, tmp_path):
 
 def test_book_bonus_table_and_settings(gptlib_home):
     book = book_bonus_results()
-    assert len(book) == 15 and list(book.columns) == ["setting", "train_acc", "val_acc", "test_acc", "minutes"]
+    assert len(book) == len(book_bonus_rows()) == 19
+    assert list(book.columns) == ["setting", "train_acc", "val_acc", "test_acc", "minutes"]
     assert book.loc["baseline", ["train_acc", "val_acc", "test_acc"]].tolist() == pytest.approx([0.9663, 0.9933, 0.95])
     assert book.loc["context", "test_acc"] == pytest.approx(0.7833)
     assert ((book[["train_acc", "val_acc", "test_acc"]] >= 0) & (book[["train_acc", "val_acc", "test_acc"]] <= 1)).all().all()
-    assert book_setting("lora") is None
 
     panel = ExperimentPanel()
     panel.apply_book_setting("last2")
     assert panel.config().trainable == "last_2_blocks"
     panel.apply_book_setting("nopad")
     cfg = panel.config()
-    assert (cfg.padding, cfg.batch_size, cfg.trainable) == ("batch", 1, "last_block")
-    with pytest.raises(ValueError, match="needs code"):
-        panel.apply_book_setting("no_mask")
+    assert (cfg.padding, cfg.batch_size, cfg.trainable) == ("none", 1, "last_block")
+    panel.apply_book_setting("no_mask")
+    assert panel.config().causal_mask is False and panel.advanced.selected_index == 0  # opened to show it
+    assert "causal mask off" in panel.advanced.titles[0]
+    with pytest.raises(ValueError, match="No bonus experiment"):
+        panel.apply_book_setting("nope")
     html = panel.comparison_html()
     assert "99.33%" in html and "No runs yet" in html
+
+
+def test_every_book_experiment_can_be_applied(gptlib_home):
+    """Each bonus row and appendix E's LoRA runs: "try the book's" sets the form so that its
+    config is the book's baseline with the row's settings, and the panel can run it (or
+    refuses it for memory alone: gpt2-xl with every layer trained needs over 30 GiB)."""
+    rows = {row["key"]: row for row in book_bonus_rows()}
+    panel, other = ExperimentPanel(), ExperimentPanel()
+    assert {v for _, v in panel.book_choice.options} >= {*rows, "appendix_e", "appendix_e_print"}
+    book = FinetuneConfig()
+    for key in [*rows, "appendix_e", "appendix_e_print", "baseline"]:  # the last: LoRA and the rest undone
+        settings = dict(rows[key]["settings"] if key in rows else experiment(key).settings)
+        before = panel.config()
+        panel.apply_book_setting(key)
+        expected = dataclasses.replace(before, **{**{n: getattr(book, n) for n in BOOK_RESET}, **settings})
+        assert panel.config() == expected, key
+        if key in rows:  # the same settings as the lab spells them (gptlib.lab.book_setting)
+            other.load_config(before)
+            other.set(**{n: getattr(book, n) for n in BOOK_RESET})
+            other.set(**book_setting(key))
+            assert other.config() == expected, key
+        problems = panel.check()[0]
+        assert all(p.startswith("Memory:") for p in problems), (key, problems)
+        if settings.get("trainable") == "lora":
+            assert panel.lora_box.layout.display is None, key
+    assert panel.lora_box.layout.display == "none" and panel.config().causal_mask is True
+    # from the menu, as a click does: the settings, and a message naming them
+    panel.book_choice.value = "appendix_e"
+    cfg = panel.config()
+    assert (cfg.trainable, cfg.lora_scaling, cfg.lora_head, cfg.lr) == ("lora", "alpha/rank", "adapter", 8e-4)
+    assert "appendix E" in panel.last_message and "alpha/rank" in panel.last_message
+
+
+NEW_SETTINGS = dict(
+    model_size="gpt2-tiny (test)", weights="random", epochs=2, lr=3e-4, weight_decay=0.02, drop_rate=0.1,
+    batch_size=1, trainable="lora", token="mean_padded", padding="none", max_length=None, seed=5, eval_freq=3,
+    eval_iter=2, train_limit=20, speed="book", dropout_scope="trainable", causal_mask=False,
+    accumulation_steps=4, ignore_index=50256, lora_rank=4, lora_alpha=8.0, lora_scaling="alpha/rank",
+    lora_head="full", lora_merged=True, device="cpu", output="runs/elsewhere", figures=None,
+)
+
+
+@pytest.mark.parametrize("settings", [
+    NEW_SETTINGS,
+    dict(trainable="last_3_blocks", token="mean", padding="max_length", max_length=64, accumulation_steps=8,
+         batch_size=1, lora_scaling="alpha/rank", lora_merged=True),
+    dict(trainable="head", token="last_real", padding="batch", ignore_index=0, causal_mask=False),
+    dict(trainable="all", padding="max_length", max_length=1024, lora_head="full", lora_alpha=0.5),
+], ids=["lora-nopad-nomask", "last3-fixed-accum", "head-batch", "all-context"])
+def test_every_setting_round_trips_through_the_form(gptlib_home, settings):
+    cfg = FinetuneConfig(**settings)
+    panel = ExperimentPanel()
+    panel.load_config(cfg)
+    assert panel.config() == cfg
+    # set() takes the same names and values, every field of FinetuneConfig at once
+    other = ExperimentPanel()
+    other.set(**dataclasses.asdict(cfg))
+    assert other.config() == cfg
+    assert (other.lora_box.layout.display is None) == (cfg.trainable == "lora")
+
+
+def test_lora_token_and_padding_controls_say_what_they_do(gptlib_home):
+    panel = ExperimentPanel()
+    labels = {value: label for label, value in panel.controls["token"].options}
+    assert "pads included" in labels["mean_padded"] and "real tokens" in labels["mean"]
+    assert {value for _, value in panel.controls["trainable"].options} >= {"lora"}
+    panel.set(trainable="lora")
+    assert "scale = alpha = 16" in panel.lora_note.value and "printed book" in panel.lora_note.value
+    panel.set(lora_scaling="alpha/rank", lora_rank=8)
+    assert "scale = alpha/rank = 16/8 = 2" in panel.lora_note.value and "appendix E" in panel.lora_note.value
+    notes = panel.check()[1]
+    assert any("Speed 'exact' cannot reuse" in n and "LoRA" in n for n in notes), notes
+    assert "book&#x27;s computation runs" in panel.hints.value
+    # no padding: one message per batch, set for you; a larger batch is refused, saying why
+    panel.set(trainable="last_block", batch_size=8, padding="none")
+    assert panel.controls["batch_size"].value == 1 and panel.config().padding == "none"
+    panel.set(batch_size=4)
+    problems = panel.check()[0]
+    assert any("set batch_size 1" in p for p in problems), problems
+    # the advanced settings: collapsed, and the title says what is changed
+    assert panel.advanced.selected_index is None
+    panel.set(batch_size=1, accumulation_steps=8, causal_mask=False)
+    assert "accumulation steps 8" in panel.advanced.titles[0] and "causal mask off" in panel.advanced.titles[0]
+    assert "optimizer updates, each of 8 messages" in panel.hints.value
+    assert any("causal mask is off" in n for n in panel.check()[1])
+
+
+def test_a_run_that_cannot_fit_in_memory_is_refused(gptlib_home, monkeypatch):
+    monkeypatch.setattr("gptlib.lab.checks.available_bytes", lambda device: 8 * 2**30)
+    panel = ExperimentPanel()
+    assert re.search(r"Memory: needs about [\d.,]+ MiB; 8\.0 GiB free on", panel.hints.value), panel.hints.value
+    panel.apply_book_setting("xl_all")
+    problems = panel.check()[0]
+    assert any(p.startswith("Memory: gpt2-xl") and "8.0 GiB free" in p for p in problems), problems
+    assert panel.run() is False and "needs about" in panel.last_message and panel.message_level == "error"
+    assert "&#10007; Memory" in panel.hints.value
+    panel.set(trainable="lora", batch_size=1)  # LoRA, one message a step: it fits
+    assert panel.check()[0] == [] and "Memory: needs about" in panel.hints.value
+
+
+def test_a_lora_run_from_the_book_row(panel):
+    panel.apply_book_setting("lora")
+    panel.set(model_size="gpt2-tiny (test)", weights="random", lora_rank=4)
+    assert panel.run(wait=True), panel.last_message
+    assert panel.last_error is None, panel.last_message
+    row = panel.runs.iloc[-1]
+    assert (row["trainable"], row["lora_rank"], row["lora_head"], row["lora_scaling"]) == ("lora", 4, "full", "alpha")
+    assert _accuracies_ok(row)
+    assert "r4 a16 alpha, head full" in panel.runs_html.value
+    assert panel.classify("Free entry! Text WIN now").keys() == {"not spam", "spam"}
 
 
 def test_svg_chart_skips_missing_points():

@@ -3,7 +3,9 @@ they stand for, in both directions, plus what the training set will hold. No wid
 
 Most controls are one setting each and are made from the setting's metadata (see
 :mod:`gptlib.settings`); two are friendlier than the raw settings: "what trains" (a choice
-plus N blocks) and "padding" (longest, per batch, the model's context, or a fixed length).
+plus N blocks, or LoRA) and "padding" (longest, per batch, none, the model's context, or a
+fixed length). :func:`form_values` turns FinetuneConfig settings (or the panel's own
+spellings) into control values.
 """
 
 from __future__ import annotations
@@ -26,16 +28,19 @@ TRAINABLE_OPTIONS = (
     ("last block + final norm (book)", "last_block"),
     ("last N blocks + final norm", "last_n"),
     ("all layers", "all"),
+    ("LoRA adapters (appendix E)", "lora"),
 )
 TOKEN_OPTIONS = (
     ("last (book)", "last"),
     ("first", "first"),
     ("last real (non-pad) token", "last_real"),
-    ("mean over real tokens", "mean"),
+    ("mean of the real tokens", "mean"),
+    ("mean of all positions, pads included (bonus #19)", "mean_padded"),
 )
 PADDING_OPTIONS = (
     ("to the longest training message (book)", "longest"),
     ("per batch", "batch"),
+    ("none: own length (batch size 1)", "none"),
     ("to the model's context", "context"),
     ("to a fixed length", "fixed"),
 )
@@ -44,6 +49,16 @@ SPEED_OPTIONS = (
     ("exact (same numbers, faster)", "exact"),
     ("fast (last real token, per-batch padding)", "fast"),
 )
+LORA_SCALING_OPTIONS = (
+    ("alpha (the printed book, bonus script)", "alpha"),
+    ("alpha / rank (appendix E's notebook)", "alpha/rank"),
+)
+LORA_HEAD_OPTIONS = (
+    ("adapter only (appendix E)", "adapter"),
+    ("adapter + full head (bonus script)", "full"),
+)
+# Settings that no control shows, and that the lab never takes: your own data files.
+OWN_DATA = ("csv", "train_csv", "val_csv", "test_csv")
 BOOK_TRAIN_SIZE = 1045  # training messages in the book's split of the SMS Spam Collection
 
 
@@ -51,13 +66,14 @@ def trainable_choice(trainable: str | int) -> tuple[str, int]:
     """The panel's (choice, N) for a ``FinetuneConfig.trainable`` value."""
     if isinstance(trainable, int) and not isinstance(trainable, bool):
         return "last_n", trainable
-    if trainable in ("head", "last_block", "all"):
+    if trainable in ("head", "last_block", "all", "lora"):
         return trainable, 2
     match = re.fullmatch(r"last_?(\d+)(_blocks?)?", str(trainable))
     if match:
         n = int(match.group(1))
         return ("last_block", 1) if n == 1 else ("last_n", n)
-    raise ValueError(f"Unknown trainable choice {trainable!r}; use 'head', 'last_block', 'last_N_blocks' or 'all'.")
+    raise ValueError(f"Unknown trainable choice {trainable!r}; use 'head', 'last_block', 'last_N_blocks', "
+                     "'all' or 'lora'.")
 
 
 def trainable_value(choice: str, n_blocks: int) -> str:
@@ -69,8 +85,8 @@ def trainable_value(choice: str, n_blocks: int) -> str:
 
 def padding_choice(padding: str, max_length: int | None, context_length: int) -> str:
     """The panel's padding choice for ``FinetuneConfig.padding`` and ``max_length``."""
-    if padding == "batch":
-        return "batch"
+    if padding in ("batch", "none"):
+        return padding
     if max_length is None:
         return "longest"
     return "context" if max_length == context_length else "fixed"
@@ -80,13 +96,46 @@ def padding_settings(choice: str, context_length: int, fixed_length: int) -> dic
     """``FinetuneConfig`` padding and max_length for a panel padding choice."""
     if choice == "longest":
         return {"padding": "max_length", "max_length": None}
-    if choice == "batch":
-        return {"padding": "batch", "max_length": None}
+    if choice in ("batch", "none"):
+        return {"padding": choice, "max_length": None}
     if choice == "context":
         return {"padding": "max_length", "max_length": context_length}
     if choice == "fixed":
         return {"padding": "max_length", "max_length": fixed_length}
     raise ValueError(f"Unknown padding choice {choice!r}; use one of {[v for _, v in PADDING_OPTIONS]}.")
+
+
+def form_values(values: dict[str, Any], context_length: int) -> dict[str, Any]:
+    """Settings as control values: FinetuneConfig's names and values (``padding`` "max_length",
+    "batch" or "none" with ``max_length``; ``trainable`` "last_3_blocks" or 3; ``dropout_scope``
+    None) or the panel's own (``padding`` "longest", "context", "fixed" or an int length).
+    Settings with no control of their own (``blocks``, ``fixed_length``) come out by name."""
+    out = dict(values)
+    if "trainable" in out:
+        out["trainable"], n_blocks = trainable_choice(out["trainable"])
+        if out["trainable"] == "last_n":
+            out["blocks"] = n_blocks
+    if "padding" in out or "max_length" in out:
+        padding, max_length = out.pop("padding", "max_length"), out.pop("max_length", None)
+        if isinstance(padding, int) and not isinstance(padding, bool):
+            padding, max_length = "max_length", padding
+        if padding == "max_length":
+            padding = padding_choice(padding, max_length, context_length)
+        if padding == "fixed" and max_length is not None:
+            out["fixed_length"] = max_length
+        out["padding"] = padding
+    if "train_limit" in out:
+        out["train_limit"] = str(out["train_limit"] or "all")
+    if "dropout_scope" in out:
+        out["dropout_scope"] = out["dropout_scope"] or "auto"
+    return out
+
+
+def lora_scale_note(rank: int, alpha: float, scaling: str) -> str:
+    """One line on the LoRA scale these settings give, and whose convention it is."""
+    if scaling == "alpha/rank":
+        return f"scale = alpha/rank = {alpha:g}/{rank} = {alpha / max(rank, 1):.3g} (appendix E's notebook)"
+    return f"scale = alpha = {alpha:g} (the printed book)"
 
 
 def config_from_profile(profile: Any) -> FinetuneConfig:

@@ -41,6 +41,7 @@ RESULT_COLUMNS = ("train_acc", "val_acc", "test_acc", "best_val_epoch", "train_v
                   "stopped_early", "examples_seen")
 RUN_COLUMNS = ("run", "group", *table_settings(), *RESULT_COLUMNS)
 ACCURACY_COLUMNS = ("train_acc", "val_acc", "test_acc", "train_val_gap")
+LORA_SETTINGS = tuple(name for name in table_settings() if name.startswith("lora_"))
 
 
 def release_freed_memory() -> None:
@@ -218,7 +219,9 @@ class RunEngine:
         context = get_config(used.model_size)["context_length"]
         settings = {name: getattr(used, name) for name in table_settings()}
         settings["padding"] = padding_choice(used.padding, used.max_length, context)
-        settings["max_length"] = result.max_length if used.padding != "batch" else None
+        settings["max_length"] = result.max_length if used.padding == "max_length" else None
+        if used.trainable != "lora":  # LoRA's settings mean nothing without it: blank, one group
+            settings.update(dict.fromkeys(LORA_SETTINGS))
         settings["train_limit"] = training_size(used) if used.train_limit else "all"
         group_key = tuple((k, str(v)) for k, v in settings.items() if k != "seed")
         group = self._groups.setdefault(group_key, len(self._groups) + 1)
@@ -247,7 +250,7 @@ class RunEngine:
         """The setting columns whose values differ between the runs (the ones worth showing)."""
         if len(self.runs) < 2:
             return []
-        return [c for c in table_settings() if self.runs[c].astype(str).nunique() > 1]
+        return [c for c in table_settings() if self.runs[c].map(str).nunique() > 1]
 
     def summary(self) -> pd.DataFrame:
         """One row per setting (runs that differ only in their seed form one group): the number
@@ -276,16 +279,31 @@ class RunEngine:
         if frame.empty:
             raise ValueError(f"No finished (not stopped) runs in group {group}; groups are "
                              f"{sorted(set(self.runs['group']))}.")
-        book = book_bonus_results()
-        if key not in book.index:
-            raise ValueError(f"No bonus experiment {key!r}; choose one of {list(book.index)}.")
-        out = compare_with_book(_per_seed(frame), self._test_size(frame),
-                                float(book.loc[key, "test_acc"]))
-        return f"group {group} ({frame['seed'].nunique()} seed(s)) vs the book's '{book.loc[key, 'setting']}': {out['verdict']}"
+        name, test = _book_test(key)
+        out = compare_with_book(_per_seed(frame), self._test_size(frame), test)
+        return f"group {group} ({frame['seed'].nunique()} seed(s)) vs the book's '{name}': {out['verdict']}"
 
     def export_csv(self, path: str | Path) -> Path:
         """Write the runs table to a CSV file (atomically: a complete file or none); return its path."""
         return atomic_write_bytes(Path(path), self.runs.to_csv(index=False).encode())
+
+
+def _book_test(key: str) -> tuple[str, float]:
+    """(description, test accuracy 0..1) of a row of the book's bonus table, or of another of the
+    book's experiments with a test accuracy (appendix E's LoRA runs)."""
+    book = book_bonus_results()
+    if key in book.index:
+        return str(book.loc[key, "setting"]), float(book.loc[key, "test_acc"])
+    try:
+        from gptlib.experiments import experiment
+
+        exp = experiment(key)
+    except (ImportError, KeyError):
+        exp = None
+    if exp is None or exp.test is None:
+        raise ValueError(f"No bonus experiment {key!r}; choose one of {list(book.index)}"
+                         " (or appendix E's 'appendix_e', 'appendix_e_print').")
+    return exp.description, exp.test / 100
 
 
 def _per_seed(frame: pd.DataFrame) -> list[float]:

@@ -1,6 +1,6 @@
 """The lab panel's settings form: its controls to and from :class:`FinetuneConfig`, the
 book's bonus settings, and the hints shown before a run (what is refused, what is slow,
-where dropout acts)."""
+where dropout acts, how much memory it needs)."""
 
 from __future__ import annotations
 
@@ -11,58 +11,89 @@ from typing import Any
 from traitlets import TraitError
 
 from gptlib.finetune import FinetuneConfig
-from gptlib.lab.bonus import book_setting, book_setting_name
-from gptlib.lab.checks import check_settings
+from gptlib.lab.bonus import book_setting
+from gptlib.lab.checks import check_settings, memory_check
 from gptlib.lab.controls import (
-    padding_choice,
+    OWN_DATA,
+    form_values,
+    lora_scale_note,
     padding_settings,
-    trainable_choice,
     trainable_value,
     training_size,
 )
-from gptlib.lab.view import SIMPLE_CONTROLS
+from gptlib.lab.view import ADVANCED_CONTROLS, ADVANCED_TITLE, LABELS, SIMPLE_CONTROLS
 from gptlib.model import get_config, resolve_preset
+from gptlib.settings import setting_fields
+
+# What "try the book's" resets to the book's before it applies an experiment's change: every
+# setting that says what the experiment is (not how long or how fast it trains).
+BOOK_RESET = ("model_size", "weights", "trainable", "token", "padding", "max_length", "batch_size",
+              "causal_mask", "accumulation_steps", "ignore_index", "lora_rank", "lora_alpha", "lora_scaling",
+              "lora_head", "lora_merged")
+
+
+def book_changes(key: str) -> dict[str, Any]:
+    """The FinetuneConfig settings (the change from the book's baseline) of one of the book's
+    experiments: a bonus row's key, or appendix E's ("appendix_e", "appendix_e_print")."""
+    try:
+        from gptlib.experiments import experiment
+    except ImportError:  # no registry: the bonus table's own settings
+        experiment = None
+    if experiment is not None:
+        try:
+            return dict(experiment(key).settings)
+        except KeyError:  # not in the registry: book_setting names the valid keys
+            pass
+    changes = book_setting(key)
+    if changes is None:
+        raise ValueError(f"The bonus experiment {key!r} needs code the panel does not have.")
+    return dict(changes)
+
+
+def _context(model_size: str) -> int:
+    return get_config(resolve_preset(model_size))["context_length"]
 
 
 class SettingsForm:
     """Settings to and from the controls (``self.controls``, made by :class:`PanelView`)."""
 
     def load_config(self, cfg: FinetuneConfig) -> None:
-        """Set every control from a FinetuneConfig."""
-        c = self.controls
-        model = resolve_preset(cfg.model_size)
-        choice, n_blocks = trainable_choice(cfg.trainable)
-        padding = padding_choice(cfg.padding, cfg.max_length, get_config(model)["context_length"])
+        """Set every control from a FinetuneConfig; the settings without a control (data,
+        device, eval_iter, output folder) are taken from it too, so ``config()`` gives it back."""
         values = {name: getattr(cfg, name) for name in SIMPLE_CONTROLS}
-        values.update(model_size=model, dropout_scope=cfg.dropout_scope or "auto", trainable=choice,
-                      blocks=n_blocks, padding=padding, train_limit=str(cfg.train_limit or "all"))
-        if padding == "fixed":
-            values["fixed_length"] = cfg.max_length
-        for name, value in values.items():
-            c[name].value = value
+        values.update(model_size=resolve_preset(cfg.model_size), trainable=cfg.trainable, padding=cfg.padding,
+                      max_length=cfg.max_length, train_limit=cfg.train_limit)
+        self.base = dataclasses.replace(cfg)
+        self._set_controls(form_values(values, _context(cfg.model_size)))
+        self._open_advanced_if_changed()
 
     def set(self, **values: Any) -> None:
-        """Change controls by name, e.g. ``set(epochs=3, token="first", trainable="last_2_blocks",
-        padding="batch")``. ``trainable`` takes FinetuneConfig values too; ``padding`` takes
-        "longest", "batch", "context" or "fixed" (with ``fixed_length``), or an int length;
-        ``train_limit`` a number, or None/0/"all" for the whole split."""
-        if "trainable" in values:
-            choice, n_blocks = trainable_choice(values.pop("trainable"))
-            self.controls["trainable"].value = choice
-            if choice == "last_n":
-                self.controls["blocks"].value = n_blocks
-        if "padding" in values and isinstance(values["padding"], int):
-            self.controls["fixed_length"].value = values.pop("padding")
-            self.controls["padding"].value = "fixed"
-        if "train_limit" in values:
-            values["train_limit"] = str(values["train_limit"] or "all")
-        if "dropout_scope" in values:
-            values["dropout_scope"] = values["dropout_scope"] or "auto"
+        """Change settings by name, e.g. ``set(epochs=3, token="first", trainable="last_2_blocks",
+        padding="batch")``. Takes FinetuneConfig's names and values (``trainable="lora"``,
+        ``padding="none"``, ``max_length=1024``, ``causal_mask=False``, ``lora_rank=8``, ...;
+        ``device`` or ``eval_iter``, which have no control, go into the panel's base settings) and
+        the panel's own: ``padding`` "longest", "context", "fixed" (with ``fixed_length``) or an
+        int length, ``blocks`` for "last N blocks", ``train_limit`` None/0/"all" for every message."""
+        own = sorted(name for name in OWN_DATA if values.pop(name, None) is not None)
+        if own:
+            raise ValueError(f"The lab trains on the SMS data; {own} (your own CSV files) are for "
+                             "`python -m gptlib finetune --csv ...`.")
+        no_control = {f.name for f in setting_fields()} - set(self.controls) - {"max_length"}
+        base = {name: values.pop(name) for name in list(values) if name in no_control}
+        model = values.get("model_size", self.controls["model_size"].value)
         if "model_size" in values:
-            values["model_size"] = resolve_preset(values["model_size"])
+            values["model_size"] = resolve_preset(model)
+        values = form_values(values, _context(model))
         unknown = set(values) - set(self.controls)
         if unknown:
             raise ValueError(f"No control(s) {sorted(unknown)}; the panel has {sorted(self.controls)}.")
+        if base:
+            self.base = dataclasses.replace(self.base, **base)
+        self._set_controls(values)
+
+    def _set_controls(self, values: dict[str, Any]) -> None:
+        if "model_size" in values:  # first: the other values are checked against the model
+            values = {"model_size": values["model_size"], **values}
         for name, value in values.items():
             try:
                 self.controls[name].value = value
@@ -70,22 +101,36 @@ class SettingsForm:
                 raise ValueError(f"Cannot set {name} to {value!r}: {err}") from None
 
     def apply_book_setting(self, key: str) -> None:
-        """Set the controls for one of the book's bonus experiments: the book's baseline, then
-        the experiment's change (see :func:`gptlib.lab.book_bonus_results`)."""
-        changes = book_setting(key)
-        if changes is None:
-            raise ValueError(f"The bonus experiment {key!r} needs code the panel does not have.")
+        """Set the controls for one of the book's experiments (a key of
+        :func:`gptlib.lab.book_bonus_results`, or appendix E's "appendix_e"/"appendix_e_print"):
+        the book's baseline for what the experiment is (model, weights, what trains, token,
+        padding, batch, mask, LoRA), then the experiment's change. Epochs, learning rate, speed
+        and the rest stay as they are, unless the experiment sets them."""
+        changes = book_changes(key)
         book = FinetuneConfig()
-        self.set(model_size=book.model_size, weights=book.weights, trainable=book.trainable, token=book.token,
-                 padding="longest", batch_size=book.batch_size)
+        self.set(**{name: getattr(book, name) for name in BOOK_RESET})
         self.set(**changes)
+        self._open_advanced_if_changed()
 
     def _on_book_choice(self, change: dict[str, Any]) -> None:
         if change["new"]:
             self.book_key = change["new"]
+            changes = book_changes(change["new"])
             self.apply_book_setting(change["new"])
-            self._say(f"Settings of the book's bonus experiment '{book_setting_name(change['new'])}' "
-                      "(epochs, learning rate and the rest unchanged).", "info")
+            label = {v: k for k, v in self.book_choice.options}[change["new"]]
+            what = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in changes.items())
+            self._say(f"Settings of the book's experiment '{label}': the book's baseline"
+                      f"{' with ' + what if what else ''}; epochs, learning rate and the rest as they were"
+                      f"{' (unless named)' if what else ''}.", "info")
+
+    def _on_padding(self, change: dict[str, Any]) -> None:
+        """No padding keeps each message at its own length: one message per batch."""
+        if change["new"] == "none" and self.controls["batch_size"].value != 1:
+            self.controls["batch_size"].value = 1
+
+    def _open_advanced_if_changed(self) -> None:
+        if _advanced_changes(self.controls):
+            self.advanced.selected_index = 0
 
     def config(self) -> FinetuneConfig:
         """The FinetuneConfig the controls describe (not yet checked). ValueError for a
@@ -120,6 +165,11 @@ class SettingsForm:
         c = self.controls
         c["blocks"].layout.display = None if c["trainable"].value == "last_n" else "none"
         c["fixed_length"].layout.display = None if c["padding"].value == "fixed" else "none"
+        self.lora_box.layout.display = None if c["trainable"].value == "lora" else "none"
+        self.lora_note.value = ('<span class="gptlib-msg-info" style="font-size: 12px">' + html.escape(
+            lora_scale_note(c["lora_rank"].value, c["lora_alpha"].value, c["lora_scaling"].value)) + "</span>")
+        changed = _advanced_changes(c)
+        self.advanced.set_title(0, ADVANCED_TITLE + (f" (changed: {', '.join(changed)})" if changed else ""))
         problems, notes, cfg = self.check()
         lines = [f'<span class="gptlib-msg-error">&#10007; {html.escape(p)}</span>' for p in problems]
         lines += [f'<span class="gptlib-msg-warning">&#9888; {html.escape(n)}</span>' for n in notes]
@@ -128,9 +178,26 @@ class SettingsForm:
             if n_train is not None:
                 seeds = c["seeds"].value
                 runs = f" per run, {seeds} runs" if seeds > 1 else " in all"
-                lines.append(f"{n_train} training messages, {cfg.epochs * (n_train // cfg.batch_size)} steps{runs}.")
+                steps = cfg.epochs * (n_train // cfg.batch_size)
+                updates = "" if cfg.accumulation_steps == 1 else (
+                    f" ({-(-steps // cfg.accumulation_steps)} optimizer updates, each of "
+                    f"{cfg.accumulation_steps * cfg.batch_size} messages)")
+                lines.append(f"{n_train} training messages, {steps} steps{updates}{runs}.")
+            lines.append(html.escape(memory_check(cfg)[0]))
         self.hints.value = "<br>".join(lines)
         self.dropout_note.value = _dropout_note(cfg)
+
+
+def _advanced_changes(controls: dict[str, Any]) -> list[str]:
+    """The advanced settings that differ from the book's, as short phrases."""
+    book = FinetuneConfig()
+    out = []
+    for name in ADVANCED_CONTROLS:
+        value = controls[name].value
+        if value != getattr(book, name):
+            out.append("causal mask off" if name == "causal_mask" and not value else
+                       f"{LABELS.get(name, name)} {value}")
+    return out
 
 
 def _dropout_note(cfg: FinetuneConfig | None) -> str:

@@ -260,7 +260,7 @@ class ExperimentPanel(SettingsForm, PanelView):
                                    "(the lab keeps one model in memory at a time).")
             raise RuntimeError("No model yet: run an experiment first.")
         used = result.config
-        max_length = None if used.get("padding") == "batch" else result.max_length
+        max_length = None if used.get("padding") in ("batch", "none") else result.max_length
         self._tokenizer = self._tokenizer or get_tokenizer()
         device = next(model.parameters()).device
         probs = predict_proba(text, model, self._tokenizer, device, max_length=max_length,

@@ -10,7 +10,8 @@ from typing import Any
 import pandas as pd
 
 from gptlib.lab.bonus import book_bonus_results
-from gptlib.lab.engine import ACCURACY_COLUMNS
+from gptlib.lab.engine import ACCURACY_COLUMNS, LORA_SETTINGS
+from gptlib.settings import FinetuneConfig
 
 CSS = """
 <style>
@@ -23,6 +24,8 @@ CSS = """
 .gptlib-msg-error {color: #b00020;}
 .gptlib-msg-warning {color: #8a5300;}
 .gptlib-msg-info {color: #1f4e79;}
+.gptlib-lab .gptlib-curves-svg {flex-wrap: wrap;}
+.gptlib-lab svg {max-width: 100%; height: auto;}
 </style>
 """
 # Column headings a reader can take in at a glance (the DataFrame keeps the settings' names).
@@ -33,7 +36,8 @@ HEADINGS = {
     "max_length": "max length", "train_limit": "train msgs", "dropout_scope": "dropout in",
     "eval_freq": "eval every", "eval_iter": "eval batches", "test_mean": "test mean", "test_std": "test spread",
     "test_low": "95% low", "test_high": "95% high", "val_mean": "val mean", "seconds_mean": "seconds",
-    "minutes": "A100 min",
+    "minutes": "A100 min", "causal_mask": "causal mask", "accumulation_steps": "accum. steps",
+    "ignore_index": "ignore target", "lora": "LoRA",
 }
 PERCENT = (*ACCURACY_COLUMNS, "test_mean", "test_std", "test_low", "test_high", "val_mean")
 KEY_COLUMNS = ("run", "group", "test_acc", "val_acc", "train_acc", "train_val_gap", "seconds")
@@ -59,20 +63,51 @@ def frame_html(frame: pd.DataFrame, css_class: str, percent: tuple[str, ...] = P
     return f'<div class="gptlib-lab gptlib-table-box">{heading}{body}</div>'
 
 
+MAIN_SETTINGS = ("trainable", "token", "padding", "epochs", "speed")
+RARE_SETTINGS = ("causal_mask", "accumulation_steps", "ignore_index")  # shown alone only when not the book's
+
+
+def _collapse_lora(columns: list[str]) -> list[str]:
+    """LoRA's five settings as one column "lora", where the first of them was."""
+    out: list[str] = []
+    for c in columns:
+        c = "lora" if c in LORA_SETTINGS else c
+        if c not in out:
+            out.append(c)
+    return out
+
+
 def runs_columns(runs: pd.DataFrame, varying: list[str], every: bool = False) -> list[str]:
     """The columns the runs table shows: the results, then the settings that differ between the
-    runs (or, with ``every``, all of them). A single run shows its main settings."""
+    runs (or, with ``every``, all of them). A single run shows its main settings, and the rare
+    ones (causal mask, accumulation, ignored target, LoRA's) where they are not the book's.
+    LoRA's settings show as one column, ``lora`` (see :func:`lora_label`)."""
     if every:
-        return [*KEY_COLUMNS, *[c for c in runs.columns if c not in KEY_COLUMNS]]
-    settings = varying or [c for c in ("trainable", "token", "padding", "epochs", "speed") if c in runs.columns]
-    return [*KEY_COLUMNS, *settings, "stopped_early"]
+        return _collapse_lora([*KEY_COLUMNS, *[c for c in runs.columns if c not in KEY_COLUMNS]])
+    book = FinetuneConfig()
+    settings = list(varying) or [
+        *(c for c in MAIN_SETTINGS if c in runs.columns),
+        *(c for c in RARE_SETTINGS if c in runs.columns and (runs[c] != getattr(book, c)).any()),
+        *(["lora"] if "trainable" in runs.columns and (runs["trainable"] == "lora").any() else [])]
+    return _collapse_lora([*KEY_COLUMNS, *settings, "stopped_early"])
+
+
+def lora_label(row: pd.Series) -> str:
+    """A run's LoRA settings in a few characters, e.g. "r16 a16 alpha, head full" ("" without LoRA)."""
+    if row.get("trainable") != "lora":
+        return ""
+    merged = ", merged" if row.get("lora_merged") is True else ""
+    return (f"r{row.get('lora_rank')} a{float(row.get('lora_alpha')):g} {row.get('lora_scaling')}, "
+            f"head {row.get('lora_head')}{merged}")
 
 
 def runs_html(runs: pd.DataFrame, varying: list[str], every: bool = False) -> str:
     if runs.empty:
         return '<div class="gptlib-lab"><i>No runs yet: press Run.</i></div>'
     note = "" if every else " (settings that differ between runs; tick 'every column' for all)"
-    return frame_html(runs[runs_columns(runs, varying, every)], "gptlib-runs", title=f"Your runs{note}")
+    columns = runs_columns(runs, varying, every)
+    shown = runs.assign(lora=runs.apply(lora_label, axis=1)) if "lora" in columns else runs
+    return frame_html(shown[columns], "gptlib-runs", title=f"Your runs{note}")
 
 
 def summary_html(summary: pd.DataFrame) -> str:

@@ -12,41 +12,74 @@ import ipywidgets as widgets
 
 from gptlib.lab.bonus import book_bonus_rows
 from gptlib.lab.charts import curves_html
-from gptlib.lab.controls import PADDING_OPTIONS, SPEED_OPTIONS, TOKEN_OPTIONS, TRAINABLE_OPTIONS
+from gptlib.lab.controls import (
+    LORA_HEAD_OPTIONS,
+    LORA_SCALING_OPTIONS,
+    PADDING_OPTIONS,
+    SPEED_OPTIONS,
+    TOKEN_OPTIONS,
+    TRAINABLE_OPTIONS,
+)
 from gptlib.lab.engine import empty_curves
 from gptlib.lab.tables import CSS, book_html
 from gptlib.settings import setting_fields
 
 # The settings with a control of their own, made from the setting's metadata (in this order).
+LORA_CONTROLS = ("lora_rank", "lora_alpha", "lora_scaling", "lora_head", "lora_merged")
+ADVANCED_CONTROLS = ("causal_mask", "accumulation_steps", "ignore_index")
 SIMPLE_CONTROLS = ("model_size", "weights", "token", "speed", "epochs", "lr", "weight_decay", "drop_rate",
-                   "dropout_scope", "batch_size", "seed", "eval_freq")
+                   "dropout_scope", "batch_size", "seed", "eval_freq", *LORA_CONTROLS, *ADVANCED_CONTROLS)
 LABELS = {"model_size": "model", "lr": "learning rate", "weight_decay": "weight decay",
           "drop_rate": "dropout rate", "dropout_scope": "dropout acts in", "batch_size": "batch size",
-          "token": "token read", "eval_freq": "evaluate every (steps)"}
+          "token": "token read", "eval_freq": "evaluate every (steps)", "lora_rank": "rank r",
+          "lora_alpha": "alpha", "lora_scaling": "scale by", "lora_head": "new head gets",
+          "lora_merged": "merged (fold A·B into W)", "causal_mask": "causal attention mask",
+          "accumulation_steps": "accumulation steps", "ignore_index": "loss ignores target"}
 OPTIONS = {
-    "token": TOKEN_OPTIONS, "speed": SPEED_OPTIONS,
+    "token": TOKEN_OPTIONS, "speed": SPEED_OPTIONS, "lora_scaling": LORA_SCALING_OPTIONS,
+    "lora_head": LORA_HEAD_OPTIONS,
     "weights": (("pretrained (OpenAI)", "pretrained"), ("random", "random")),
     "dropout_scope": (("by speed (fast: trainable)", "auto"),
                       ("every block, frozen ones too (book)", "all"), ("only the parts that train", "trainable")),
 }
 STYLE = {"description_width": "150px"}
+FIT = "calc(100% - 4px)"  # never wider than the panel, margins included (a narrow window)
+LORA_STYLE = {"description_width": "137px"}  # inside the LoRA box's 13 px margin: values line up
+ADVANCED_TITLE = "advanced: causal mask, gradient accumulation, ignored target"
 
 
-def _layout() -> widgets.Layout:  # one Layout per control: hiding one must not hide the others
-    return widgets.Layout(width="420px")
+def _layout(width: str = "420px") -> widgets.Layout:  # one Layout per control: hiding one must not hide others
+    return widgets.Layout(width=width, max_width=FIT)
 
 
 def _simple_control(f: dataclasses.Field) -> widgets.Widget:
     label, tip = LABELS.get(f.name, f.name.replace("_", " ")), f.metadata["help"]
-    common = {"description": label, "tooltip": tip, "style": STYLE, "layout": _layout()}
+    lora = f.name in LORA_CONTROLS
+    common = {"description": label, "tooltip": tip, "style": LORA_STYLE if lora else STYLE,
+              "layout": _layout("407px" if lora else "420px")}
     if f.name in OPTIONS or f.metadata["choices"]:
         return widgets.Dropdown(options=OPTIONS.get(f.name) or list(f.metadata["choices"]), **common)
+    if f.metadata["parse"] == "bool":
+        return widgets.Checkbox(indent=True, **common)
     if f.metadata["parse"] == "float":
         limit = 0.95 if f.name == "drop_rate" else 1e6
         return widgets.BoundedFloatText(min=0.0, max=limit, step=0.05 if f.name == "drop_rate" else None, **common)
-    if f.name == "seed":
+    if f.name in ("seed", "ignore_index"):
         return widgets.IntText(**common)
     return widgets.BoundedIntText(min=1, max=100_000, **common)
+
+
+def book_choices() -> list[tuple[str, str]]:
+    """The "try the book's" menu: every row of the bonus table, then appendix E's LoRA runs."""
+    rows = [(f"#{r['number']} {r['setting']}" if r.get("number") else r["setting"], r["key"])
+            for r in book_bonus_rows()]
+    try:
+        from gptlib.experiments import experiments
+
+        rows += [(e.description, e.key) for e in experiments("appendix E")]
+    except (ImportError, ValueError):  # no registry of the appendix's runs
+        pass
+    return rows
 
 
 def build_controls() -> dict[str, widgets.Widget]:
@@ -87,10 +120,23 @@ class PanelView:
         self.stop_button.on_click(lambda _: self.stop())
         self.status = w.HTML(value="idle")
         self.status.add_class("gptlib-status")
+        c["padding"].observe(self._on_padding, names="value")
         self.hints, self.dropout_note, self.message = w.HTML(), w.HTML(), w.HTML()
+        self.lora_note = w.HTML(layout=w.Layout(width="407px", max_width=FIT))
+        self.lora_box = w.VBox([w.HTML("<b>LoRA</b> (adapters A, B beside every frozen Linear)"),
+                                *(c[n] for n in LORA_CONTROLS[:3]), self.lora_note,
+                                *(c[n] for n in LORA_CONTROLS[3:])],
+                               layout=w.Layout(border_left="3px solid #9db4cf", padding="0 0 2px 6px",
+                                               margin="0 0 4px 4px", width="420px", max_width=FIT))
+        self.lora_box.add_class("gptlib-lora")
+        self.advanced = w.Accordion(children=[w.HBox(
+            [w.VBox([c["accumulation_steps"], c["ignore_index"]]), w.VBox([c["causal_mask"]])],
+            layout=w.Layout(flex_flow="row wrap"))], titles=(ADVANCED_TITLE,), selected_index=None,
+            layout=w.Layout(width="880px", max_width=FIT))
+        self.advanced.add_class("gptlib-advanced")
         self.message.add_class("gptlib-message")
         self.progress = w.IntProgress(value=0, min=0, max=1, description="steps", bar_style="info",
-                                      layout=w.Layout(width="600px"))
+                                      layout=w.Layout(width="600px", max_width=FIT))
         self.curve_view = w.HTML(value=curves_html(empty_curves()))
         self.curve_view.add_class("gptlib-curves")
         self.runs_html = w.HTML()
@@ -105,12 +151,11 @@ class PanelView:
         self.show_book = w.Checkbox(value=False, description="show the book's bonus results below mine",
                                     indent=False, layout=w.Layout(width="auto"))
         self.show_book.observe(self._toggle_book, names="value")
-        applicable = [(row["setting"], row["key"]) for row in book_bonus_rows() if row["panel_settings"] is not None]
-        self.book_choice = w.Dropdown(options=[("(choose one)", "")] + applicable, description="try the book's",
-                                      style=STYLE, layout=w.Layout(width="600px"))
+        self.book_choice = w.Dropdown(options=[("(choose one)", "")] + book_choices(), description="try the book's",
+                                      style=STYLE, layout=w.Layout(width="700px", max_width=FIT))
         self.book_choice.observe(self._on_book_choice, names="value")
         self.csv_path = w.Text(value=str(Path(self.base.output) / "lab_runs.csv"), description="CSV file",
-                               layout=w.Layout(width="460px"))
+                               layout=w.Layout(width="460px", max_width=FIT))
         self.export_button = w.Button(description="Export CSV", icon="download")
         self.export_button.on_click(lambda _: self._export_clicked())
         self.overlay_runs = w.SelectMultiple(options=[], description="runs", rows=5, layout=w.Layout(width="320px"))
@@ -121,7 +166,8 @@ class PanelView:
         self.overlay_runs.observe(lambda _: self._draw_overlay(), names="value")
         self.overlay_metric.observe(lambda _: self._draw_overlay(), names="value")
         self.text = w.Textarea(value="Congratulations! You have won a free holiday. Call now to claim.",
-                               description="message", layout=w.Layout(width="600px", height="60px"))
+                               description="message", layout=w.Layout(width="600px", max_width=FIT,
+                                                                       height="60px"))
         self.classify_button = w.Button(description="Classify", icon="search", disabled=True)
         self.classify_button.add_class("gptlib-classify")
         self.classify_button.on_click(lambda _: self._classify_clicked())
@@ -130,11 +176,13 @@ class PanelView:
 
     def _layout_widgets(self) -> widgets.Widget:
         w, c = widgets, self.controls
-        left = w.VBox([c[n] for n in ("model_size", "weights", "trainable", "blocks", "token", "padding",
-                                      "fixed_length", "speed", "seeds")])
+        left = w.VBox([*(c[n] for n in ("model_size", "weights", "trainable", "blocks")), self.lora_box,
+                       *(c[n] for n in ("token", "padding", "fixed_length", "speed", "seeds"))])
         right = w.VBox([*(c[n] for n in ("epochs", "lr", "weight_decay", "drop_rate", "dropout_scope",
-                                         "batch_size", "train_limit", "seed", "eval_freq")), self.dropout_note])
-        settings = w.VBox([w.HTML("<h4>Settings</h4>"), self.book_choice, w.HBox([left, right]), self.hints])
+                                         "batch_size", "train_limit", "seed", "eval_freq")), self.dropout_note],
+                       layout=w.Layout(max_width="100%"))
+        columns = w.HBox([left, right], layout=w.Layout(flex_flow="row wrap"))  # narrow: one column
+        settings = w.VBox([w.HTML("<h4>Settings</h4>"), self.book_choice, columns, self.advanced, self.hints])
         running = w.VBox([w.HBox([self.run_button, self.stop_button, self.status]), self.message,
                           self.progress, self.curve_view])
         table = w.VBox([w.HTML("<h4>All runs</h4>"), w.HBox([self.every_column, self.show_book]),
