@@ -71,9 +71,10 @@ from gptlib.lab import ExperimentPanel, book_bonus_results
 #
 # | control | choices | book |
 # |---|---|---|
-# | what trains | the new head only; the last N blocks + final norm (the book: 1); everything | 6.5, ex. 6.2 |
-# | token read | last (the book), first, last real (non-pad) token, mean over real tokens | 6.5, ex. 6.3 |
-# | padding | to the longest training message (the book: 120), per batch, to the model's context (1,024), a fixed length | 6.3, ex. 6.1 |
+# | what trains | the new head only; the last N blocks + final norm (the book: 1); everything; LoRA adapters beside every frozen Linear (rank, alpha, and the scale: alpha as printed, or alpha/rank as appendix E's notebook does today; notebook 07) | 6.5, ex. 6.2, app. E |
+# | token read | last (the book), first, last real (non-pad) token, mean over real tokens, mean over every position with the pads (the bonus script's "averaged embeddings") | 6.5, ex. 6.3 |
+# | padding | to the longest training message (the book: 120), per batch, none (each message at its own length, batch size 1), to the model's context (1,024), a fixed length | 6.3, ex. 6.1 |
+# | advanced | the causal mask (off: every token sees every token), gradient accumulation steps, a target the loss ignores | bonus |
 # | speed | "book": the plain loop; "exact": same numbers, reuses what frozen layers computed; "fast": also reads the last real token of messages padded per batch | - |
 # | dropout acts in | every block, frozen ones too (the book's, and "exact"/"book"'s default); only the parts that train ("fast"'s default: the frozen blocks stay reusable, so dropout costs no extra time) | 6.7 |
 # | training messages | "all" for all 1,045; fewer to see how much data matters | - |
