@@ -43,7 +43,7 @@ def _key(model_size: str, weights: str, seed: int) -> tuple:
 
 
 def shared_base(model_size: str, weights: str = "pretrained", seed: int = 123,
-                progress: bool = True) -> GPTModel:
+                progress: bool = True, timeout: float | None = None) -> GPTModel:
     """The process's base model for these settings (dropout off, eval mode). Not to be changed:
     use :func:`base_model` for a copy of your own or :func:`classifier_from_base`."""
     if weights not in ("pretrained", "random"):
@@ -55,7 +55,7 @@ def shared_base(model_size: str, weights: str = "pretrained", seed: int = 123,
             return _cached["model"]  # type: ignore[return-value]
         _cached.clear()  # one base at a time: gpt2-xl alone is 6 GB
         if weights == "pretrained":
-            model = GPTModel.from_pretrained(model_size, drop_rate=0.0, progress=progress)
+            model = GPTModel.from_pretrained(model_size, drop_rate=0.0, progress=progress, timeout=timeout)
         else:
             torch.manual_seed(seed)
             model = GPTModel(get_config(model_size, drop_rate=0.0))
@@ -98,10 +98,11 @@ def _own_before_loading(module: nn.Module, *args) -> None:
 
 def classifier_from_base(model_size: str, weights: str, *, trainable: str | int = "last_block",
                          num_classes: int = 2, drop_rate: float = 0.0, dropout_scope: str = "all",
-                         seed: int = 123, device: torch.device | str = "cpu", progress: bool = True) -> GPTModel:
+                         seed: int = 123, device: torch.device | str = "cpu", progress: bool = True,
+                         timeout: float | None = None) -> GPTModel:
     """A run's classifier: the shared base, a new head (seeded as in the book), ``trainable``
     unfrozen as private copies, dropout ``drop_rate`` in ``dropout_scope``."""
-    model = _share_frozen(shared_base(model_size, weights, seed, progress))
+    model = _share_frozen(shared_base(model_size, weights, seed, progress, timeout))
     # set_trainable (inside) gives the run its own copy of every parameter that trains
     model = add_classification_head(model, num_classes=num_classes, trainable=trainable, seed=seed, inplace=True)
     model = set_dropout(model, drop_rate, scope=dropout_scope, inplace=True)

@@ -239,19 +239,34 @@ def save_classifier(model: GPTModel, path: str | Path, **meta: Any) -> Path:
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tuple[GPTModel, dict[str, Any]]:
-    """Rebuild a classifier saved by :func:`save_classifier`; returns (model in eval mode, meta)."""
+    """Rebuild a classifier saved by :func:`save_classifier`; returns (model in eval mode, meta).
+
+    ``path`` may be a run folder holding ``classifier.pth``. The file is read with
+    ``weights_only=True`` (tensors and plain data only), and every tensor the model needs is
+    checked: a missing or mis-shaped one is named."""
+    from gptlib.model import check_config
+    from gptlib.weight_files import WeightFileError, torch_load
+    from gptlib.weights import load_into
+
     path = Path(path)
+    if path.is_dir() and (path / "classifier.pth").is_file():
+        path = path / "classifier.pth"
     if not path.exists():
         raise FileNotFoundError(f"Checkpoint {path} not found; train one with `python -m gptlib finetune`.")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = torch_load(path, "classifier checkpoint")
     if not isinstance(payload, dict) or "config" not in payload or "model_state_dict" not in payload:
-        raise ValueError(f"{path} is not a gptlib classifier checkpoint (no config/model_state_dict).")
+        raise WeightFileError(f"{path} is not a gptlib classifier checkpoint (it lacks 'config' and "
+                              "'model_state_dict'); write one with save_classifier or `python -m gptlib finetune`.")
     cfg = dict(payload["config"])
     num_classes = cfg.pop("num_classes", 2)
+    try:
+        check_config(cfg)
+    except ValueError as err:
+        raise WeightFileError(f"{path}: its model config is not usable ({err}).") from None
     with torch.device("meta"):
         model = GPTModel(cfg)
     model = add_classification_head(model, num_classes, trainable="head", seed=None, inplace=True)
     model = model.to_empty(device="cpu")
-    model.load_state_dict(payload["model_state_dict"])
+    load_into(model, payload["model_state_dict"], f"The checkpoint {path}")
     meta = {k: v for k, v in payload.items() if k not in ("model_state_dict",)}
     return model.to(device).eval(), meta

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
+import re
 import sys
 from collections.abc import Sequence
 
-from gptlib.settings import FinetuneConfig, parse_setting, setting_fields
+from gptlib.settings import FinetuneConfig, SettingError, parse_setting, setting_fields
 
 
 def add_setting_flags(p: argparse.ArgumentParser, suppress: bool = False,
@@ -262,14 +264,14 @@ def _classify(args: argparse.Namespace) -> int:
 
 def _download(args: argparse.Namespace) -> int:
     if args.what in ("data", "all"):
-        from gptlib.data import download_and_unzip_spam_data
+        from gptlib.finetune import resolve_data_file
 
-        print(download_and_unzip_spam_data())
+        print(resolve_data_file(None, url=args.data_url, timeout=args.timeout))
     if args.what in ("weights", "all"):
         from gptlib.weights import download_pretrained
 
         for name in args.model_size:
-            print(download_pretrained(name))
+            print(download_pretrained(name, timeout=args.timeout))
     return 0
 
 
@@ -293,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     dl = sub.add_parser("download", help="fetch the data and/or weights ahead of time (e.g. before class)")
     dl.add_argument("what", choices=["data", "weights", "all"], nargs="?", default="all")
     dl.add_argument("--model-size", nargs="+", default=["gpt2-small (124M)"], help="weight presets to fetch")
+    dl.add_argument("--data-url", default=None, metavar="URL",
+                    help="download the SMS zip from here, e.g. a mirror (default: GPTLIB_DATA_URL, else the book's)")
+    dl.add_argument("--timeout", type=_positive_seconds, default=None, metavar="SECONDS",
+                    help="seconds each download waits for the server (default: GPTLIB_DOWNLOAD_TIMEOUT, else 60)")
     cache = sub.add_parser("cache", help="what gptlib keeps on disk (data, weights, frozen activations)")
     cache.add_argument("action", choices=["info", "clear"],
                        help="info: sizes and folders; clear: remove the stored frozen activations")
@@ -303,6 +309,27 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--source", default=None,
                    help="folder of the solution notebooks (default: the checkout's notebooks/assignments)")
     return parser
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"--timeout takes a number of seconds above 0; got {text!r}")
+    return value
+
+
+def _flagged(err: Exception) -> str:
+    """A setting's error with its command-line flag in front: ``--train-limit: train_limit ...``."""
+    text = _one_line(err)
+    found = [(m.start(), f.name) for f in setting_fields() if (m := re.search(rf"\b{f.name}\b", text))]
+    return f"--{min(found)[1].replace('_', '-')}: {text}" if found else text
+
+
+def _one_line(message: object) -> str:
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -316,16 +343,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return handlers[args.command](args)
+    except SettingError as err:  # name the flag, as the user typed it
+        print(f"error: {_flagged(err)}", file=sys.stderr)
+        return 2
     except (DownloadError, DataError, WeightLoadError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
     except OSError as err:  # a folder that cannot be read or written (cache, output)
         where = f" ({err.filename})" if getattr(err, "filename", None) else ""
-        print(f"error: {err.strerror or err}{where}", file=sys.stderr)
+        print(f"error: {_one_line(err.strerror or err)}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; files already written are complete, nothing half-written was kept.", file=sys.stderr)
+        print("interrupted; the previous run's files are as they were, and nothing half-written was kept.",
+              file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - the last resort: one line, never a traceback
+        if os.environ.get("GPTLIB_DEBUG"):
+            raise
+        print(f"error: unexpected {type(err).__name__}: {_one_line(err)[:300]} (this is gptlib's fault, not "
+              "yours: rerun with GPTLIB_DEBUG=1 to see the traceback, and please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -169,17 +169,50 @@ def read_sms_spam(path: str | Path, strict: bool = False) -> pd.DataFrame:
     with an unescaped double quote, and the default CSV quoting then swallows the text up to
     the next quote, merging lines: the book sees 5,572 rows (4,825 ham, 747 spam). Its split,
     and so its numbers, depend on this. ``strict=True`` turns quoting off and keeps every
-    one of the file's 5,574 messages (4,827 ham, 747 spam).
+    one of the file's 5,574 messages (4,827 ham, 747 spam). Texts such as ``NA`` or ``null``
+    stay text. The file is checked line by line first (:func:`check_sms_file`), so a
+    problem is reported with its line number.
     """
+    path = check_sms_file(path)
+    kwargs = {"quoting": csv.QUOTE_NONE} if strict else {}
+    return pd.read_csv(path, sep="\t", header=None, names=["Label", "Text"], dtype=str,
+                       keep_default_na=False, na_filter=False, **kwargs)
+
+
+def check_sms_file(path: str | Path) -> Path:
+    """Check that a file is in the SMS Spam Collection's format, one message per line:
+    ``ham`` or ``spam``, one tab, a non-empty text, in UTF-8, with both labels present.
+    Raises :class:`DataError` naming the file and the line; returns the path."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; give the SMSSpamCollection file inside it.")
     if not path.exists():
         raise FileNotFoundError(f"SMS data file {path} not found; run download_and_unzip_spam_data() first.")
-    kwargs = {"quoting": csv.QUOTE_NONE} if strict else {}
-    df = pd.read_csv(path, sep="\t", header=None, names=["Label", "Text"], **kwargs)
-    bad = sorted(set(df["Label"].astype(str)) - set(LABELS))
-    if bad:
-        raise DataError(f"{path}: labels must be 'ham' or 'spam'; found {bad[:5]}.")
-    return df
+    counts = dict.fromkeys(LABELS, 0)
+    for number, line in enumerate(path.read_bytes().split(b"\n"), 1):
+        try:
+            text = line.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path} line {number}: byte 0x{line[err.start]:02x} is not UTF-8 text; "
+                            "save the file as UTF-8.") from None
+        if not text.strip():
+            continue
+        fields = text.split("\t")
+        where = f"{path} line {number}"
+        if len(fields) != 2:
+            raise DataError(f"{where}: expected a label, one tab and the text, but found {len(fields) - 1} "
+                            "tabs; a message must not contain a tab.")
+        if fields[0] not in LABELS:
+            raise DataError(f"{where}: the label {fields[0]!r} must be 'ham' or 'spam'.")
+        if not fields[1].strip():
+            raise DataError(f"{where}: the message text is empty; remove the line or add its text.")
+        counts[fields[0]] += 1
+    if not any(counts.values()):
+        raise DataError(f"{path} holds no messages; each line should be 'ham' or 'spam', a tab, then the text.")
+    missing = [label for label, n in counts.items() if n == 0]
+    if missing:
+        raise DataError(f"{path} has no {missing[0]!r} messages ({counts}); a spam classifier needs both classes.")
+    return path
 
 
 def create_balanced_dataset(df: pd.DataFrame, random_state: int = 123) -> pd.DataFrame:
@@ -237,6 +270,10 @@ def prepare_spam_splits(data_file: str | Path | None = None, folder: str | Path 
     df = read_sms_spam(data_file, strict=strict)
     if balanced:
         df = create_balanced_dataset(df)
+    if len(df) < 10:
+        raise DataError(f"{data_file} gives only {len(df)} messages{' once balanced' if balanced else ''}; the "
+                        "70/10/20 split needs at least 10 (with balancing: 5 spam and 5 ham) to leave a "
+                        "validation message.")
     splits = random_split(map_labels(df), 0.7, 0.1)
     return save_splits(*splits, folder=folder or data_file.parent)
 

@@ -34,7 +34,10 @@ def get_device(preference: str | torch.device | None = None) -> torch.device:
         if mps_usable():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(choice)
+    try:
+        device = torch.device(choice)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"Unknown device {choice!r}; use auto, cpu, cuda, cuda:N or mps.") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"Device {choice!r} was requested but CUDA is not available here; use 'auto' or 'cpu'.")
     if device.type == "mps" and not mps_usable():

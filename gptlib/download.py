@@ -12,16 +12,24 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import os
 import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from gptlib.files import CHUNK, atomic_path, atomic_write_bytes, cache_dir, sha256_of
+from gptlib.files import (
+    CHUNK,
+    atomic_path,
+    atomic_write_bytes,
+    cache_dir,
+    probe_writable,
+    sha256_of,
+)
 
 __all__ = ["DownloadError", "atomic_write_bytes", "cache_dir", "download_file", "sha256_of"]
 
@@ -30,7 +38,22 @@ class DownloadError(RuntimeError):
     """A file could not be fetched from any of its URLs (the message says what to do)."""
 
 
-def _fetch_once(url: str, dest: Path, sha256: str | None, timeout: float, progress: bool) -> None:
+def default_timeout() -> float:
+    """Seconds a download waits for the server: ``$GPTLIB_DOWNLOAD_TIMEOUT``, else 60 (the book's)."""
+    text = os.environ.get("GPTLIB_DOWNLOAD_TIMEOUT", "").strip()
+    if not text:
+        return 60.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise DownloadError(f"GPTLIB_DOWNLOAD_TIMEOUT must be a number of seconds above 0; got {text!r}.")
+    return value
+
+
+def _fetch_once(url: str, dest: Path, sha256: str | None, timeout: float, progress: bool,
+                check: Callable[[Path], object] | None = None) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": "gptlib"})
     with atomic_path(dest) as tmp, open(tmp, "wb") as out, \
             urllib.request.urlopen(request, timeout=timeout) as response:
@@ -50,6 +73,11 @@ def _fetch_once(url: str, dest: Path, sha256: str | None, timeout: float, progre
             raise DownloadError(f"transfer cut short: got {received:,} of {expected:,} bytes")
         if sha256 is not None and digest.hexdigest() != sha256:
             raise DownloadError(f"checksum mismatch: sha256 {digest.hexdigest()}, expected {sha256}")
+        if check is not None:  # e.g. an HTML page served under the file's name: never cached
+            try:
+                check(tmp)
+            except ValueError as err:  # name the file wanted, not the temporary one
+                raise DownloadError(f"the server sent something else: {str(err).replace(str(tmp), dest.name)}") from None
 
 
 def download_file(
@@ -58,28 +86,39 @@ def download_file(
     sha256: str | None = None,
     *,
     retries: int = 2,
-    timeout: float = 60.0,
+    timeout: float | None = None,
     backoff: float = 1.0,
     progress: bool = True,
+    check: Callable[[Path], object] | None = None,
 ) -> Path:
     """Fetch ``dest`` from the first URL that works; return its path.
 
-    A ``dest`` that already exists (and matches ``sha256`` when given) is reused without any
-    network access. Each URL gets ``retries`` extra tries with growing pauses; a 404 moves on
-    to the next URL at once.
+    A ``dest`` that already exists (and matches ``sha256`` when given, and passes ``check``)
+    is reused without any network access. Each URL gets ``retries`` extra tries with growing
+    pauses; a 404 moves on to the next URL at once. ``check(path)`` raises ValueError for
+    content that is not what was wanted; such a file never enters the cache. ``timeout``
+    defaults to :func:`default_timeout`.
     """
     dest = Path(dest)
+    timeout = default_timeout() if timeout is None else timeout
+    if not timeout > 0:
+        raise DownloadError(f"The download timeout must be above 0 seconds; got {timeout}.")
     url_list = [urls] if isinstance(urls, str) else list(urls)
     if dest.exists():
-        if sha256 is None or sha256_of(dest) == sha256:
+        if _usable(dest, sha256, check):
             return dest
         dest.unlink()  # a stale or damaged copy: fetch it again
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        probe_writable(dest.parent)
+    except OSError as err:
+        raise DownloadError(f"Cannot write the cache folder {dest.parent} ({err.strerror or err}); set "
+                            "GPTLIB_HOME to a folder you can write.") from None
     failures: list[str] = []
     for url in url_list:
         for attempt in range(retries + 1):
             try:
-                _fetch_once(url, dest, sha256, timeout, progress)
+                _fetch_once(url, dest, sha256, timeout, progress, check)
                 return dest
             except urllib.error.HTTPError as err:
                 failures.append(f"{url}: HTTP {err.code} {err.reason}")
@@ -101,3 +140,14 @@ def download_file(
         f"  {url_list[0]}\n"
         f"and copy it to\n  {dest}\n(or set GPTLIB_HOME to a folder that holds it)."
     )
+
+
+def _usable(path: Path, sha256: str | None, check: Callable[[Path], object] | None) -> bool:
+    if sha256 is not None and sha256_of(path) != sha256:
+        return False
+    if check is not None:
+        try:
+            check(path)
+        except ValueError:
+            return False
+    return True

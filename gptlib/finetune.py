@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 import zipfile
 from dataclasses import asdict, dataclass, field, replace
@@ -25,7 +27,9 @@ from gptlib.classifier import (
 )
 from gptlib.data import (
     CLASS_NAMES,
+    SPAM_BACKUP_URL,
     SPAM_SHA256,
+    SPAM_URL,
     SpamDataset,
     create_data_loaders,
     download_and_unzip_spam_data,
@@ -35,6 +39,7 @@ from gptlib.data import (
 from gptlib.device import get_device
 from gptlib.download import atomic_write_bytes, sha256_of
 from gptlib.fast import estimate_cache_bytes, speed_blocker, wrap_for_speed
+from gptlib.files import atomic_folder, probe_writable
 from gptlib.lora import add_lora, describe_lora, merge_lora, save_lora
 from gptlib.memory import check_fits, estimate_run_memory
 from gptlib.model import GPTModel, get_config
@@ -75,7 +80,8 @@ class FinetuneResult:
         return out
 
 
-def resolve_data_file(data: str | None, verbose: bool = True) -> Path:
+def resolve_data_file(data: str | None, verbose: bool = True, url: str | None = None,
+                      timeout: float | None = None) -> Path:
     """The SMS file a run reads.
 
     A plain file given as ``data`` is read where it is: the book's ``SMSSpamCollection``, or
@@ -90,7 +96,9 @@ def resolve_data_file(data: str | None, verbose: bool = True) -> Path:
                 print(f"Note: {path} is not the book's SMSSpamCollection (its sha256 differs); "
                       "using it as given, so counts and accuracies will differ from the book's.")
             return path
-    return download_and_unzip_spam_data(local_copy=data, verbose=verbose)
+    url = url or os.environ.get("GPTLIB_DATA_URL") or SPAM_URL
+    return download_and_unzip_spam_data(url, local_copy=data, verbose=verbose, timeout=timeout or 60.0,
+                                        backup_url=SPAM_BACKUP_URL if url == SPAM_URL else None)
 
 
 def build_datasets(cfg: FinetuneConfig, tokenizer, data_dir: Path, context_length: int,
@@ -106,7 +114,7 @@ def build_datasets(cfg: FinetuneConfig, tokenizer, data_dir: Path, context_lengt
             print(f"Your data: {len(names)} classes ({', '.join(names)}), from "
                   f"{cfg.csv or ', '.join(map(str, (cfg.train_csv, cfg.val_csv, cfg.test_csv)))}")
     else:
-        data_file = resolve_data_file(cfg.data, verbose)
+        data_file = resolve_data_file(cfg.data, verbose, cfg.data_url, cfg.download_timeout)
         train_csv, val_src, test_src = prepare_spam_splits(data_file, data_dir)
         train_df, names = pd.read_csv(train_csv), list(CLASS_NAMES)
     if cfg.train_limit is not None:
@@ -127,7 +135,7 @@ def build_model(cfg: FinetuneConfig, device: torch.device, progress: bool = True
     model = classifier_from_base(cfg.model_size, cfg.weights, trainable="head" if lora else cfg.trainable,
                                  num_classes=num_classes, drop_rate=cfg.drop_rate,
                                  dropout_scope=cfg.dropout_scope or "all", seed=cfg.seed, device=device,
-                                 progress=progress)
+                                 progress=progress, timeout=cfg.download_timeout)
     if lora:  # appendix E's order: the head first, then everything frozen, then the adapters
         model = add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_scaling, cfg.lora_head,
                          cfg.lora_merged, inplace=True).to(device)
@@ -142,20 +150,65 @@ def run_finetune(cfg: FinetuneConfig | None = None, *, callback=None, progress: 
                  verbose: bool = True, save: bool = True) -> FinetuneResult:
     """Run the chapter end to end; returns a :class:`FinetuneResult` (model included).
 
-    Writes ``metrics.json`` and ``classifier.pth`` (with its config) to ``cfg.output`` and the
-    loss/accuracy plots to ``cfg.figures`` unless ``save=False``.
+    Unless ``save=False``, the run's files land in ``cfg.output`` as one set, all at once
+    (:func:`gptlib.files.atomic_folder`): ``classifier.pth`` (with its config),
+    ``metrics.json``, ``plots/``, the data splits, and for LoRA ``lora_adapter.pt``. A run
+    stopped at any moment leaves the previous set as it was. The plots are then copied to
+    ``cfg.figures``. Folders that cannot be written are reported before training starts.
     """
     cfg = cfg or FinetuneConfig()
     cfg.check()
     cfg = cfg.effective()
+    if not save:
+        with tempfile.TemporaryDirectory(prefix="gptlib-run-") as work:
+            return _train_and_evaluate(cfg, Path(work), callback, progress, verbose)
+    output = Path(cfg.output)
+    check_output_folders(cfg)
+    with atomic_folder(output, carry=lambda name: name not in RUN_FILES) as work:
+        result = _train_and_evaluate(cfg, work, callback, progress, verbose)
+        _save_outputs(result, cfg, result.model, work, output)
+    if cfg.figures and (output / "plots").is_dir():
+        for plot in sorted((output / "plots").iterdir()):
+            atomic_write_bytes(Path(cfg.figures) / plot.name, plot.read_bytes())
+    if verbose:
+        for key, path in result.files.items():
+            print(f"wrote {key}: {path}")
+    return result
+
+
+# What one run writes into its folder; anything else there (other runs' seed-* folders, your
+# own files) is kept when a new run replaces the set.
+RUN_FILES = ("classifier.pth", "metrics.json", "lora_adapter.pt", "plots", "data")
+
+
+def check_output_folders(cfg: FinetuneConfig) -> None:
+    """Raise ValueError, naming the setting, when ``output`` or ``figures`` cannot be written
+    (read-only, no permission, a file in the way): found before any training."""
+    output = Path(cfg.output)
+    folders = [("output", output.parent), ("output", output)] if output.exists() else [("output", output.parent)]
+    if cfg.figures:
+        folders.append(("figures", Path(cfg.figures)))
+    for name, folder in folders:
+        if name == "output" and output.exists() and not output.is_dir():
+            raise ValueError(f"--output {output}: a file is in the way (the output must be a folder); "
+                             "choose another --output.")
+        try:
+            probe_writable(folder)
+        except OSError as err:
+            raise ValueError(f"--{name} {getattr(cfg, name)}: cannot write in {folder} ({err.strerror or err}); "
+                             f"choose a folder you can write with --{name}"
+                             + (" (or --figures none for no plots)." if name == "figures" else ".")) from None
+
+
+def _train_and_evaluate(cfg: FinetuneConfig, work: Path, callback, progress: bool, verbose: bool) -> FinetuneResult:
+    """The run itself (``cfg`` checked and effective); the data splits are written to ``work``."""
     say = print if verbose else (lambda *a, **k: None)
     start = time.perf_counter()
     device = get_device(cfg.device)
-    output = Path(cfg.output)
     tokenizer = get_tokenizer()
     context_length = get_config(cfg.model_size)["context_length"]
 
-    train_ds, val_ds, test_ds, class_names = build_datasets(cfg, tokenizer, output / "data", context_length,
+    train_ds, val_ds, test_ds, class_names = build_datasets(cfg, tokenizer, work / "data", context_length,
                                                             verbose)
     check_labels(train_ds, val_ds, test_ds, class_names)
     say(_memory_line(cfg, device, train_ds, len(class_names)))
@@ -219,10 +272,6 @@ def run_finetune(cfg: FinetuneConfig | None = None, *, callback=None, progress: 
         test_accuracy=test_acc, test_metrics=test_metrics, max_length=train_ds.max_length,
         trainable=trainable_summary(model), seconds=seconds, model=model, class_names=class_names,
     )
-    if save:
-        _save_outputs(result, cfg, model, output)
-        for key, path in result.files.items():
-            say(f"wrote {key}: {path}")
     return result
 
 
@@ -268,23 +317,26 @@ def _memory_line(cfg: FinetuneConfig, device: torch.device, train_ds: SpamDatase
     return check_fits(estimate, device, f"{cfg.model_size}, trainable {cfg.trainable!r}, batch {cfg.batch_size}")
 
 
-def _save_outputs(result: FinetuneResult, cfg: FinetuneConfig, model: GPTModel, output: Path) -> None:
+def _save_outputs(result: FinetuneResult, cfg: FinetuneConfig, model: GPTModel, work: Path, output: Path) -> None:
+    """Write the run's set into ``work`` (the staging folder), recording where each file will be."""
     plain = model
     if cfg.trainable == "lora":  # the adapters alone, and the classifier with them folded in
-        result.files["adapter"] = str(save_lora(model, output / "lora_adapter.pt"))
+        save_lora(model, work / "lora_adapter.pt")
+        result.files["adapter"] = str(output / "lora_adapter.pt")
         plain = merge_lora(model)
-    checkpoint = save_classifier(
-        plain, output / "classifier.pth", max_length=result.max_length, token=cfg.token,
-        pad_token_id=50256, class_names=list(result.class_names), finetune_config=asdict(cfg),
-    )
-    result.files["checkpoint"] = str(checkpoint)
+    save_classifier(plain, work / "classifier.pth", max_length=result.max_length, token=cfg.token,
+                    pad_token_id=50256, class_names=list(result.class_names), finetune_config=asdict(cfg))
+    result.files["checkpoint"] = str(output / "classifier.pth")
     if cfg.figures and result.train_losses and result.train_accs:
+        import matplotlib.pyplot as plt
+
         from gptlib.plots import plot_training
 
-        plot_training(result.train_losses, result.val_losses, result.train_accs, result.val_accs,
-                      result.examples_seen, cfg.epochs, output_dir=cfg.figures, show=False)
+        figures = plot_training(result.train_losses, result.val_losses, result.train_accs, result.val_accs,
+                                result.examples_seen, cfg.epochs, output_dir=work / "plots", show=False)
+        for figure in figures:
+            plt.close(figure)
         for label in ("loss", "accuracy"):
             result.files[f"{label}_plot"] = str(Path(cfg.figures) / f"{label}-plot.png")
-    metrics_path = output / "metrics.json"
-    result.files["metrics"] = str(metrics_path)
-    atomic_write_bytes(metrics_path, json.dumps(result.to_json(), indent=2).encode())
+    result.files["metrics"] = str(output / "metrics.json")
+    atomic_write_bytes(work / "metrics.json", json.dumps(result.to_json(), indent=2).encode())

@@ -26,6 +26,10 @@ from gptlib.lora import LORA_HEADS, LORA_SCALINGS
 from gptlib.model import MODEL_CONFIGS, get_config, resolve_preset
 
 
+class SettingError(ValueError):
+    """A setting whose value cannot work; the message starts with (or names) the setting."""
+
+
 def _s(default: Any, help: str, parse: str, choices: tuple | None = None, table: bool = True) -> Any:
     return field(default=default, metadata={"help": help, "parse": parse, "choices": choices, "table": table})
 
@@ -50,6 +54,10 @@ class FinetuneConfig:
                                 "message; 1024: the book's exercise 6.1)", "int?")
     data: str | None = _s(None, "a local SMSSpamCollection file, zip or folder (none: download; "
                           "GPTLIB_DATA_DIR works too)", "str?", table=False)
+    data_url: str | None = _s(None, "where to download the SMS zip from, e.g. a mirror (none: the book's UCI "
+                              "URL, then its backup; GPTLIB_DATA_URL works too)", "str?", table=False)
+    download_timeout: float = _s(60.0, "seconds each download waits for the server (data and weights)", "float",
+                                 table=False)
     csv: str | None = _s(None, "your own data: one CSV with Label and Text columns (any number of classes), "
                          "split 70/10/20 the book's way", "str?", table=False)
     train_csv: str | None = _s(None, "your own training CSV (Label, Text); with --val-csv and --test-csv",
@@ -99,38 +107,48 @@ class FinetuneConfig:
 
     def check(self) -> None:
         """Raise ValueError for settings that cannot work, naming the setting and its value."""
-        resolve_preset(self.model_size)
+        try:
+            resolve_preset(self.model_size)
+        except ValueError as err:
+            raise SettingError(f"model_size: {err}") from None
         for f in fields(self):
             choices, value = f.metadata["choices"], getattr(self, f.name)
             if choices and f.name != "model_size" and value not in choices and \
                     not (value is None and f.metadata["parse"].endswith("?")):
-                raise ValueError(f"{f.name} must be one of {choices}; got {value!r}.")
+                raise SettingError(f"{f.name} must be one of {choices}; got {value!r}.")
         for name in ("epochs", "batch_size", "eval_freq", "eval_iter", "accumulation_steps", "lora_rank"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}.")
+                raise SettingError(f"{name} must be at least 1; got {getattr(self, name)}.")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number; got {self.lr}.")
+            raise SettingError(f"lr must be a positive number; got {self.lr}.")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise ValueError(f"weight_decay must be a number >= 0; got {self.weight_decay}.")
+            raise SettingError(f"weight_decay must be a number >= 0; got {self.weight_decay}.")
+        if not (self.download_timeout > 0 and math.isfinite(self.download_timeout)):
+            raise SettingError(f"download_timeout must be a number of seconds above 0; got {self.download_timeout}.")
+        if self.seed < 0:
+            raise SettingError(f"seed must be 0 or more; got {self.seed}.")
         if not (self.lora_alpha > 0 and math.isfinite(self.lora_alpha)):
-            raise ValueError(f"lora_alpha must be a positive number; got {self.lora_alpha}.")
+            raise SettingError(f"lora_alpha must be a positive number; got {self.lora_alpha}.")
         if self.padding == "none" and self.batch_size != 1:
-            raise ValueError(f"padding 'none' keeps each message at its own length, so batches hold one "
+            raise SettingError(f"padding 'none' keeps each message at its own length, so batches hold one "
                              f"message: set batch_size 1 (got {self.batch_size}), or use padding 'batch'.")
         own = [self.train_csv, self.val_csv, self.test_csv]
         if any(own) and not all(own):
-            raise ValueError("Give all three of train_csv, val_csv and test_csv (or one file as csv); "
+            raise SettingError("Give all three of train_csv, val_csv and test_csv (or one file as csv); "
                              f"got train_csv={self.train_csv!r}, val_csv={self.val_csv!r}, test_csv={self.test_csv!r}.")
         if self.csv and any(own):
-            raise ValueError("Give either csv (one file, split 70/10/20) or train_csv/val_csv/test_csv, not both.")
+            raise SettingError("Give either csv (one file, split 70/10/20) or train_csv/val_csv/test_csv, not both.")
         if not 0 <= self.drop_rate < 1:
-            raise ValueError(f"drop_rate must be in [0, 1); got {self.drop_rate}.")
+            raise SettingError(f"drop_rate must be in [0, 1); got {self.drop_rate}.")
         if self.train_limit is not None and self.train_limit < 1:
-            raise ValueError(f"train_limit must be at least 1 (or None for all messages); got {self.train_limit}.")
+            raise SettingError(f"train_limit must be at least 1 (or None for all messages); got {self.train_limit}.")
         context = get_config(self.model_size)["context_length"]
         if self.max_length is not None and not 1 <= self.max_length <= context:
-            raise ValueError(f"max_length {self.max_length} must be between 1 and the model's context ({context}).")
-        trainable_blocks(self.trainable, get_config(self.model_size)["n_layers"])
+            raise SettingError(f"max_length {self.max_length} must be between 1 and the model's context ({context}).")
+        try:
+            trainable_blocks(self.trainable, get_config(self.model_size)["n_layers"])
+        except ValueError as err:
+            raise SettingError(f"trainable: {err}") from None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FinetuneConfig:

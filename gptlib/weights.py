@@ -34,6 +34,7 @@ from gptlib.model import (
     register_weight_loader,
     resolve_preset,
 )
+from gptlib.weight_files import WeightFileError, check_safetensors, hf_cache_copy, torch_load
 
 HF_REPOS = {
     "gpt2-small (124M)": "openai-community/gpt2",
@@ -52,7 +53,7 @@ HEADS_BY_WIDTH = {cfg["emb_dim"]: cfg["n_heads"] for cfg in MODEL_CONFIGS.values
 _IGNORED_HF = re.compile(r"^h\.\d+\.attn\.(bias|masked_bias)$")
 
 
-class WeightLoadError(ValueError):
+class WeightLoadError(WeightFileError):
     """A weight file does not fit the model (the message names the tensor and the shapes)."""
 
 
@@ -85,9 +86,21 @@ def weights_path(name: str, root: str | Path | None = None) -> Path:
     return Path(root or cache_dir()) / "weights" / slug / "model.safetensors"
 
 
-def download_pretrained(name: str, root: str | Path | None = None, progress: bool = True) -> Path:
-    """Fetch a preset's weights into the cache (no-op when present); return the file path."""
-    return download_file(weight_urls(name), weights_path(name, root), progress=progress)
+def download_pretrained(name: str, root: str | Path | None = None, progress: bool = True,
+                        timeout: float | None = None, verbose: bool = True) -> Path:
+    """A preset's weight file: gptlib's cached copy; else a verified copy in the Hugging Face
+    cache (``transformers`` keeps one there); else downloaded into gptlib's cache. Every
+    file's safetensors header and size are checked before it is used or cached."""
+    dest = weights_path(name, root)
+    urls = weight_urls(name)
+    if not dest.exists():
+        found = hf_cache_copy(HF_REPOS[resolve_preset(name)])
+        if found is not None:
+            if verbose:
+                print(f"Using the verified GPT-2 weights in the Hugging Face cache: {found}")
+            return found
+    return download_file(urls, dest, progress=progress, timeout=timeout,
+                         check=lambda path: check_safetensors(path, advice="It was not kept."))
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -95,15 +108,22 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Weight file {path} does not exist.")
+    if path.is_dir():
+        raise WeightLoadError(f"{path} is a folder; give the weight file inside it.")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+        check_safetensors(path)
+        try:
+            return load_file(str(path))
+        except SafetensorError as err:
+            raise WeightLoadError(f"{path} could not be read as safetensors ({err}).") from None
+    obj = torch_load(path, "weight file")
     if isinstance(obj, dict) and "model_state_dict" in obj:
         obj = obj["model_state_dict"]
-    if not isinstance(obj, dict):
-        raise WeightLoadError(f"{path} does not hold a state dict (found {type(obj).__name__}).")
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightLoadError(f"{path} does not hold a state dict of tensors (found {type(obj).__name__}).")
     return obj
 
 
@@ -194,7 +214,8 @@ def load_into(model: GPTModel, state_dict: dict[str, torch.Tensor], source: str 
     expected = {k: v for k, v in model.state_dict().items() if not k.endswith(".att.mask")}
     missing = [k for k in expected if k not in sd]
     if missing:
-        raise WeightLoadError(f"{source} lack tensor(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}.")
+        more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        raise WeightLoadError(f"{source} lack(s) tensor(s) {', '.join(missing[:8])}{more}.")
     for k, v in expected.items():
         if tuple(sd[k].shape) != tuple(v.shape):
             raise WeightLoadError(
@@ -216,6 +237,7 @@ def load_pretrained(
     n_heads: int | None = None,
     root: str | Path | None = None,
     progress: bool = True,
+    timeout: float | None = None,
 ) -> GPTModel:
     """A ``GPTModel`` holding pretrained GPT-2 weights, from a preset name or a local path."""
     path = Path(name_or_path)
@@ -223,7 +245,7 @@ def load_pretrained(
         state_dict, cfg, source = _read_local(path, n_heads)
     else:
         cfg = get_config(str(name_or_path))
-        file = download_pretrained(str(name_or_path), root=root, progress=progress)
+        file = download_pretrained(str(name_or_path), root=root, progress=progress, timeout=timeout)
         state_dict, source = read_state_dict(file), str(file)
     if drop_rate is not None:
         cfg["drop_rate"] = drop_rate
@@ -253,7 +275,10 @@ def _read_local(path: Path, n_heads: int | None) -> tuple[dict[str, torch.Tensor
     state_dict = read_state_dict(file)
     config_json = file.parent / "config.json"
     if is_hf_layout(state_dict) and config_json.exists():
-        cfg = hf_config(json.loads(config_json.read_text()))
+        try:
+            cfg = hf_config(json.loads(config_json.read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError) as err:
+            raise WeightLoadError(f"{config_json} is not a GPT-2 config.json ({type(err).__name__}: {err}).") from None
     else:
         cfg = infer_config(state_dict, n_heads)
     return state_dict, cfg, str(file)

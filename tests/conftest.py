@@ -101,3 +101,22 @@ def serve_http() -> Iterator[Callable[..., int]]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Only 127.0.0.1 is reachable (the mirror URLs must not reach the internet), and the
+    download helper's pauses between retries take no time."""
+    import socket
+
+    import gptlib.download
+
+    real_getaddrinfo = socket.getaddrinfo
+
+    def local_only(host, *args, **kwargs):
+        if host not in ("127.0.0.1", "localhost"):
+            raise socket.gaierror(socket.EAI_NONAME, f"offline test: no lookup of {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", local_only)
+    monkeypatch.setattr(gptlib.download.time, "sleep", lambda seconds: None)

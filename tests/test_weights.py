@@ -15,7 +15,6 @@ import torch
 from llms_from_scratch.ch04 import GPTModel as BookGPTModel
 from safetensors.torch import save_file
 
-import gptlib.download
 from gptlib.download import DownloadError, sha256_of
 from gptlib.model import GPTModel, get_config
 from gptlib.weights import (
@@ -313,20 +312,6 @@ def hub(serve_http):
 
 
 @pytest.fixture
-def offline(monkeypatch):
-    """Only 127.0.0.1 is reachable (the mirror URLs must not reach the internet), no sleeps."""
-    real_getaddrinfo = socket.getaddrinfo
-
-    def local_only(host, *args, **kwargs):
-        if host not in ("127.0.0.1", "localhost"):
-            raise socket.gaierror(socket.EAI_NONAME, f"offline test: no lookup of {host}")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", local_only)
-    monkeypatch.setattr(gptlib.download.time, "sleep", lambda seconds: None)
-
-
-@pytest.fixture
 def home(tmp_path, monkeypatch):
     root = tmp_path / "gptlib_home"
     monkeypatch.setenv("GPTLIB_HOME", str(root))
@@ -353,8 +338,11 @@ def test_weight_urls_follow_endpoint(monkeypatch):
         weight_urls("tiny")
 
 
-def test_download_pretrained_into_cache(hub, home, offline, monkeypatch):
-    payload = b"not really safetensors, just bytes \x00\x01" * 1000
+def test_download_pretrained_into_cache(hub, home, offline, monkeypatch, tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"wte.weight": torch.arange(600, dtype=torch.float32).reshape(20, 30)}, tmp_path / "w.safetensors")
+    payload = (tmp_path / "w.safetensors").read_bytes()
     hub.files[HUB_PATH] = payload
     monkeypatch.setenv("GPTLIB_HF_ENDPOINT", hub.endpoint)
 
