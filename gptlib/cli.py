@@ -266,7 +266,7 @@ def _download(args: argparse.Namespace) -> int:
     if args.what in ("data", "all"):
         from gptlib.finetune import resolve_data_file
 
-        print(resolve_data_file(None, url=args.data_url, timeout=args.timeout))
+        print(resolve_data_file(None, url=args.data_url, timeout=args.timeout, shipped=False))
     if args.what in ("weights", "all"):
         from gptlib.weights import download_pretrained
 

@@ -47,6 +47,18 @@ class DataError(ValueError):
     """A data file or table is not what the pipeline needs (the message names file and problem)."""
 
 
+def shipped_spam_file() -> Path:
+    """The copy of the SMS Spam Collection shipped inside gptlib (CC BY 4.0; see
+    ``gptlib/assets/SMSSpamCollection.ATTRIBUTION.md``), checked against the book's sha256."""
+    from importlib import resources
+
+    path = Path(str(resources.files("gptlib").joinpath("assets/SMSSpamCollection")))
+    if not path.is_file() or sha256_of(path) != SPAM_SHA256:
+        raise DataError(f"The SMS data shipped with gptlib ({path}) is missing or changed (its sha256 is not the "
+                        "book's); reinstall gptlib, or give the data with --data / GPTLIB_DATA_DIR.")
+    return path
+
+
 def default_data_dir() -> Path:
     """Where the SMS data is kept: ``$GPTLIB_HOME/data`` (see ``gptlib.download.cache_dir``)."""
     return cache_dir() / "data"

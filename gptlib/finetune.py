@@ -32,8 +32,11 @@ from gptlib.data import (
     SPAM_URL,
     SpamDataset,
     create_data_loaders,
+    default_data_dir,
     download_and_unzip_spam_data,
+    find_local_copy,
     prepare_spam_splits,
+    shipped_spam_file,
     spam_datasets,
 )
 from gptlib.device import get_device
@@ -81,23 +84,34 @@ class FinetuneResult:
 
 
 def resolve_data_file(data: str | None, verbose: bool = True, url: str | None = None,
-                      timeout: float | None = None) -> Path:
+                      timeout: float | None = None, shipped: bool = True) -> Path:
     """The SMS file a run reads.
 
     A plain file given as ``data`` is read where it is: the book's ``SMSSpamCollection``, or
     your own messages in the same ``ham<TAB>text`` format (then a note says the numbers will
-    not be the book's). A zip or a folder, or nothing, goes through
-    :func:`download_and_unzip_spam_data`, which checks the book's sha256.
+    not be the book's). A zip or a folder goes through :func:`download_and_unzip_spam_data`,
+    which checks the book's sha256. With nothing given: an earlier download or
+    ``$GPTLIB_DATA_DIR``; else the copy shipped with gptlib (``shipped=True``, said in one
+    line); else, or when a URL is given (``url``, ``$GPTLIB_DATA_URL``), the book's download.
     """
+    say = print if verbose else (lambda *a, **k: None)
     if data:
         path = Path(data).expanduser()
         if path.is_file() and not zipfile.is_zipfile(path):
-            if verbose and sha256_of(path) != SPAM_SHA256:
-                print(f"Note: {path} is not the book's SMSSpamCollection (its sha256 differs); "
-                      "using it as given, so counts and accuracies will differ from the book's.")
+            if sha256_of(path) != SPAM_SHA256:
+                say(f"Note: {path} is not the book's SMSSpamCollection (its sha256 differs); "
+                    "using it as given, so counts and accuracies will differ from the book's.")
             return path
-    url = url or os.environ.get("GPTLIB_DATA_URL") or SPAM_URL
-    return download_and_unzip_spam_data(url, local_copy=data, verbose=verbose, timeout=timeout or 60.0,
+        return download_and_unzip_spam_data(local_copy=data, verbose=verbose)
+    url = url or os.environ.get("GPTLIB_DATA_URL")
+    cached = default_data_dir() / "sms_spam_collection" / "SMSSpamCollection.tsv"
+    have = find_local_copy() is not None or (cached.is_file() and sha256_of(cached) == SPAM_SHA256)
+    if shipped and not url and not have:
+        path = shipped_spam_file()
+        say(f"Data: the SMS Spam Collection shipped with gptlib (CC BY 4.0, the book's file, sha256 checked): {path}")
+        return path
+    url = url or SPAM_URL
+    return download_and_unzip_spam_data(url, local_copy=None, verbose=verbose, timeout=timeout or 60.0,
                                         backup_url=SPAM_BACKUP_URL if url == SPAM_URL else None)
 
 
@@ -327,7 +341,7 @@ def _save_outputs(result: FinetuneResult, cfg: FinetuneConfig, model: GPTModel, 
     save_classifier(plain, work / "classifier.pth", max_length=result.max_length, token=cfg.token,
                     pad_token_id=50256, class_names=list(result.class_names), finetune_config=asdict(cfg))
     result.files["checkpoint"] = str(output / "classifier.pth")
-    if cfg.figures and result.train_losses and result.train_accs:
+    if result.train_losses and result.train_accs:
         import matplotlib.pyplot as plt
 
         from gptlib.plots import plot_training
@@ -337,6 +351,6 @@ def _save_outputs(result: FinetuneResult, cfg: FinetuneConfig, model: GPTModel, 
         for figure in figures:
             plt.close(figure)
         for label in ("loss", "accuracy"):
-            result.files[f"{label}_plot"] = str(Path(cfg.figures) / f"{label}-plot.png")
+            result.files[f"{label}_plot"] = str(Path(cfg.figures or output / "plots") / f"{label}-plot.png")
     result.files["metrics"] = str(output / "metrics.json")
     atomic_write_bytes(work / "metrics.json", json.dumps(result.to_json(), indent=2).encode())

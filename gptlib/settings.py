@@ -67,8 +67,8 @@ class FinetuneConfig:
     seed: int = _s(123, "seed of the random weights, the head, the batch order and training", "int")
     device: str = _s("auto", "auto | cpu | cuda | mps", "str", table=False)
     output: str = _s("runs/finetune", "folder for metrics.json and classifier.pth", "str", table=False)
-    figures: str | None = _s("figures", "folder for the loss/accuracy plots (none: no plots)", "str?",
-                             table=False)
+    figures: str | None = _s(None, "also copy the loss/accuracy plots to this folder, e.g. figures (none: "
+                             "they stay in OUTPUT/plots only)", "str?", table=False)
     eval_freq: int = _s(50, "steps between loss evaluations", "int")
     eval_iter: int = _s(5, "batches per evaluation", "int")
     train_limit: int | None = _s(None, "use only the first N training messages (none: all)", "int?")

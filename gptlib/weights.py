@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from gptlib.download import cache_dir, download_file
+from gptlib.download import DownloadError, cache_dir, download_file
 from gptlib.model import (
     BASE_CONFIG,
     MODEL_CONFIGS,
@@ -99,8 +99,13 @@ def download_pretrained(name: str, root: str | Path | None = None, progress: boo
             if verbose:
                 print(f"Using the verified GPT-2 weights in the Hugging Face cache: {found}")
             return found
-    return download_file(urls, dest, progress=progress, timeout=timeout,
-                         check=lambda path: check_safetensors(path, advice="It was not kept."))
+    try:
+        return download_file(urls, dest, progress=progress, timeout=timeout,
+                             check=lambda path: check_safetensors(path, advice="It was not kept."))
+    except DownloadError as err:
+        raise DownloadError(
+            f"{err}\nNo pretrained weights here? Run with --weights random (gpt2-small-shaped random weights; "
+            "in the notebooks GPTLIB_PROFILE=offline), or put OpenAI's model.safetensors where this message says.") from None
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

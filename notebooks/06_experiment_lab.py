@@ -42,14 +42,16 @@
 # model, made-up data) a run takes about a second, and its accuracies mean nothing.
 
 # %% tags=["parameters"]
-from gptlib.notebook import load_profile
+from gptlib.notebook import load_profile, profile_banner
 
 # None reads $GPTLIB_PROFILE: unset means "book" (pretrained gpt2-small, the real data, the
-# book's 5 epochs), "smoke" means a tiny random model, 1 epoch and a small made-up data file
+# book's 5 epochs), "offline" the same with random gpt2-small-shaped weights (no network),
+# "smoke" a tiny random model, 1 epoch and a small made-up data file
 # (used by the tests). The profile gives the panel's starting settings; change the rest in it.
 PROFILE = None
 profile = load_profile(PROFILE)
 print(profile)
+profile_banner(profile)
 
 # %%
 from IPython.display import HTML

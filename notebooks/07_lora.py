@@ -39,10 +39,11 @@
 # the whole notebook runs in seconds and its accuracies mean nothing.
 
 # %% tags=["parameters"]
-from gptlib.notebook import load_profile
+from gptlib.notebook import load_profile, profile_banner
 
 # None reads $GPTLIB_PROFILE: unset means "book" (pretrained gpt2-small, the real data, the
-# book's 5 epochs), "smoke" means a tiny random model, 1 epoch and a small made-up data file
+# book's 5 epochs), "offline" the same with random gpt2-small-shaped weights (no network),
+# "smoke" a tiny random model, 1 epoch and a small made-up data file
 # (used by the tests). The LoRA settings below are appendix E's current notebook.
 PROFILE = None
 profile = load_profile(PROFILE)
@@ -50,7 +51,12 @@ LORA_RANK = 16
 LORA_ALPHA = 16.0
 LORA_SCALING = "alpha/rank"  # appendix E's notebook today; "alpha" is the printed edition's
 LORA_LR = 8e-4  # appendix E's notebook today (the printed edition: 5e-5 with scaling "alpha")
+# The offline profile (random gpt2-small-shaped weights, on a CPU) trains the two lab runs below
+# on the first 200 training messages for one epoch, so that the notebook builds in minutes; the
+# book profile trains them in full, as appendix E does.
+LAB_RUNS = {"train_limit": 200, "epochs": 1} if profile.name == "offline" else {}
 print(profile)
+profile_banner(profile)
 
 # %%
 import copy
@@ -358,6 +364,7 @@ lora_explorer()
 
 # %%
 panel = ExperimentPanel(profile)
+panel.set(**LAB_RUNS)
 panel
 
 # %%

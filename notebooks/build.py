@@ -11,11 +11,21 @@ The ``NN_*.py`` scripts (and ``assignments/A*.py``) are the files to edit. This 
    against. All other outputs and counts, and the execution metadata, are removed, so the
    ``.ipynb`` files stay small and diff cleanly.
 
+With ``--execute PROFILE`` (``offline``, ``book`` or ``smoke``) step 2 runs that profile
+and step 3 keeps every output instead, the lab's widget state included: the chapter
+notebooks are committed that way (``--execute offline``), so that GitHub, nbviewer and a
+reader who has not run anything see the plots, tables and sources. The profile is recorded
+in the notebook's metadata (``gptlib.profile``) and shown by its banner. The checked cells
+print only what is the same in every profile, so the tests' smoke run still matches them.
+
 Usage (from the repository root)::
 
-    .venv/bin/python notebooks/build.py                  # all notebooks and assignments
-    .venv/bin/python notebooks/build.py 03_replacing_the_output_head.py 04 A02   # some (prefix is enough)
+    .venv/bin/python notebooks/build.py --execute offline   # the committed documents (about 20 min)
+    .venv/bin/python notebooks/build.py 03_replacing_the_output_head.py 04 A02   # quick smoke check (prefix is enough)
     .venv/bin/python notebooks/build.py --sync-only      # steps 1 only, no execution
+
+A quick check (no ``--execute``) leaves only the checked outputs, as the assignments are
+kept; rebuild a chapter notebook with ``--execute offline`` before committing it.
 
 A notebook whose execution fails is left unchanged on disk and the script exits non-zero.
 """
@@ -70,22 +80,34 @@ def strip_outputs(nb) -> None:
             cell.outputs = []
 
 
-def execute(ipynb: Path, timeout: int) -> None:
+def keep_outputs(nb, profile: str) -> None:
+    """A document build: every output kept, run metadata dropped, the profile recorded."""
+    nb.metadata = {k: v for k, v in nb.metadata.items() if k in (*KEEP_NOTEBOOK_METADATA, "widgets")}
+    nb.metadata["gptlib"] = {"profile": profile}
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+
+
+def execute(ipynb: Path, timeout: int, profile: str | None = None) -> None:
+    """Run the notebook in ``profile`` (smoke when None) and store what the mode keeps."""
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(ipynb, as_version=4)
     env_profile = os.environ.get("GPTLIB_PROFILE")
-    os.environ["GPTLIB_PROFILE"] = "smoke"  # the kernel inherits this process's environment
+    os.environ["GPTLIB_PROFILE"] = profile or "smoke"  # the kernel inherits this process's environment
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
                        resources={"metadata": {"path": str(ipynb.parent)}}).execute()  # as nbval does
     finally:
         if env_profile is None:
             os.environ.pop("GPTLIB_PROFILE", None)
         else:
             os.environ["GPTLIB_PROFILE"] = env_profile
-    strip_outputs(nb)
+    if profile is None:
+        strip_outputs(nb)
+    else:
+        keep_outputs(nb, profile)
     nbformat.write(nb, ipynb)
 
 
@@ -93,17 +115,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", help="scripts to build (default: all NN_*.py and assignments/A*.py)")
     parser.add_argument("--sync-only", action="store_true", help="only pair scripts and notebooks")
-    parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default 1800)")
+    parser.add_argument("--execute", choices=("offline", "book", "smoke"), default=None, metavar="PROFILE",
+                        help="run the chapter notebooks in PROFILE and keep every output (the committed "
+                             "documents: offline); without it, a smoke run that keeps only checked outputs")
     args = parser.parse_args(argv)
     failed = []
-    for script in chapter_scripts(args.notebooks):
+    scripts = chapter_scripts(args.notebooks)
+    if args.execute:  # documents are the chapter notebooks; assignments keep only checked outputs
+        scripts = [s for s in scripts if s.parent == HERE]
+    for script in scripts:
         sync(script)
         if args.sync_only:
             print(f"synced {script.name}")
             continue
         start = time.perf_counter()
         try:
-            execute(script.with_suffix(".ipynb"), args.timeout)
+            execute(script.with_suffix(".ipynb"), args.timeout, args.execute)
         except Exception as err:  # report and go on with the other notebooks
             failed.append(script.name)
             print(f"FAILED {script.name}: {type(err).__name__}: {str(err)[-2000:]}", file=sys.stderr)

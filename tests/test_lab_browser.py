@@ -31,6 +31,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "06_experiment_lab.ipynb"
+DOCUMENT = REPO / "notebooks" / "05_finetuning_and_evaluation.ipynb"  # opened as committed, not run
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -82,6 +83,7 @@ def lab_server(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    shutil.copy(DOCUMENT, root / DOCUMENT.name)
     settings = tmp_path / "lab-settings"
     notification = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     notification.parent.mkdir(parents=True)
@@ -272,3 +274,30 @@ def test_lab_notebook_runs_in_jupyterlab(lab_server, tmp_path):
         finally:
             browser.close()
     assert screenshot.stat().st_size > 10_000
+
+
+def test_committed_notebook_shows_its_plots_without_running(lab_server, tmp_path):
+    """Notebook 05 as committed: a reader who opens it and runs nothing sees the banner, the
+    library's source and the training plots."""
+    from playwright.sync_api import sync_playwright
+
+    base_url, _ = lab_server
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1600})
+            page.set_default_timeout(120_000)
+            page.goto(f"{base_url}/lab/tree/{DOCUMENT.name}", wait_until="domcontentloaded")
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+            _accept_dialogs(page)
+            assert page.locator(".jp-OutputArea-output", has_text="Profile").first.is_visible()
+            plot = page.locator(".jp-OutputArea-output img").first
+            plot.wait_for(state="attached", timeout=60_000)
+            plot.scroll_into_view_if_needed()
+            box = plot.bounding_box()
+            assert box and box["width"] > 200 and box["height"] > 100, f"the stored plot is not shown: {box}"
+            natural = plot.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+            assert natural[0] > 200, f"the image did not load: {natural}"
+            page.screenshot(path=str(tmp_path / "notebook-05-as-committed.png"))
+        finally:
+            browser.close()

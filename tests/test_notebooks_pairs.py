@@ -1,6 +1,6 @@
 """The chapter notebooks: each .ipynb has its jupytext .py twin with the same cells, a
-``parameters`` cell, and outputs stored only where nbval checks them; the notebook helper
-module stays free of ipywidgets at import time.
+``parameters`` cell, and is stored executed as a document (the assignments: outputs only
+where nbval checks them); the notebook helper module stays free of ipywidgets at import time.
 
 Executing the notebooks is nbval's job (``pytest --nbval-lax notebooks/``), not this file's.
 """
@@ -70,21 +70,54 @@ def committed_text(path: Path) -> str:
     return shown.stdout if shown.returncode == 0 else path.read_text(encoding="utf-8")
 
 
+DOCUMENT_PROFILES = ("offline", "book")  # what `notebooks/build.py --execute PROFILE` stores
+SHOWS_SOMETHING = ("show_source(", "plot_", "display(", "profile_banner(")
+
+
+def _text_of(output) -> str:
+    if output.get("output_type") == "stream":
+        return output.get("text", "")
+    data = output.get("data", {})
+    return str(data.get("text/markdown", "")) + str(data.get("text/plain", "")) + str(data.get("text/html", ""))
+
+
 @pytest.mark.parametrize("ipynb", IPYNBS, ids=lambda p: p.stem)
-def test_outputs_stored_only_for_checked_cells(ipynb: Path):
+def test_committed_as_a_document(ipynb: Path):
+    """Stored executed (``build.py --execute offline``): a reader who runs nothing sees the
+    sources, plots and tables; the profile is recorded, and the banner names it."""
+    import nbformat
+
+    nb = nbformat.reads(committed_text(ipynb), as_version=4)
+    profile = nb.metadata.get("gptlib", {}).get("profile")
+    assert profile in DOCUMENT_PROFILES, (
+        f"{ipynb.name} is not stored as a document (profile {profile!r}); run "
+        f"`.venv/bin/python notebooks/build.py --execute offline {ipynb.stem}`")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for i, cell in enumerate(code):
+        if CHECK_MARK in cell.source:  # nbval skips a reference cell without an execution count
+            assert cell.outputs and cell.execution_count is not None, f"code cell {i}: checked, with no output"
+        if any(word in cell.source for word in SHOWS_SOMETHING):
+            assert cell.outputs, f"code cell {i} shows something but has no stored output:\n{cell.source[:200]}"
+        assert not any(o.get("output_type") == "error" for o in cell.outputs), f"code cell {i} stored an error"
+    if any("plot_" in c.source for c in code):
+        assert any("image/png" in o.get("data", {}) for c in code for o in c.outputs), "no plot is stored"
+    banner = next((c for c in code if "profile_banner(" in c.source), None)
+    assert banner is not None, "the parameters cell ends with profile_banner(profile)"
+    assert f"Profile `{profile}`" in "".join(_text_of(o) for o in banner.outputs), "the banner names the profile"
+
+
+ASSIGNMENTS = sorted((NOTEBOOKS / "assignments").glob("A[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("ipynb", ASSIGNMENTS, ids=lambda p: p.stem)
+def test_assignments_store_only_checked_outputs(ipynb: Path):
+    """Releases go to students without outputs: only the cells nbval checks keep theirs."""
     import nbformat
 
     nb = nbformat.reads(committed_text(ipynb), as_version=4)
     for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        if CHECK_MARK in cell.source:
-            # nbval skips (and with outputs, rejects) a reference cell without an execution count
-            assert cell.outputs, f"cell {i} is checked by nbval but has no stored output"
-            assert cell.execution_count is not None, f"cell {i}: a checked cell needs its execution count"
-        else:
-            assert not cell.outputs, f"cell {i}: outputs are stored only for {CHECK_MARK} cells"
-            assert cell.execution_count is None, f"cell {i}: execution counts are stored only for checked cells"
+        if cell.cell_type == "code" and CHECK_MARK not in cell.source:
+            assert not cell.outputs and cell.execution_count is None, f"cell {i}: an unchecked output is stored"
 
 
 def test_notebook_helpers_do_not_import_ipywidgets():

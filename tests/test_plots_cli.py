@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from gptlib.cli import main
-from gptlib.data import SPAM_URL
 from gptlib.plots import plot_training, plot_values
 
 pytestmark = pytest.mark.usefixtures("gptlib_home")
@@ -154,16 +153,19 @@ def test_cli_classify(finetuned, tokenizer):
 
 
 @pytest.mark.slow
-def test_cli_finetune_offline_without_data(tmp_path):
+def test_cli_finetune_offline_gets_as_far_as_the_weights(tmp_path):
+    """Offline, the README's main command takes the data shipped with gptlib and stops at the
+    weights, in one line that names --weights random; nothing half-downloaded is kept."""
     home = tmp_path / "empty_home"
     home.mkdir()
-    proc = run_cli(["finetune", "--no-progress"], home, timeout=120)
+    proc = run_cli(["finetune", "--no-progress", "--output", str(tmp_path / "run")], home, timeout=120)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
-    assert SPAM_URL in proc.stderr
-    assert "GPTLIB_DATA_DIR" in proc.stderr and "--data" in proc.stderr
-    assert proc.stderr.startswith("error:")
-    assert not list(home.rglob("*.zip")) and not list(home.rglob("*.part"))
+    assert "shipped with gptlib" in proc.stdout
+    assert proc.stderr.startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
+    assert "--weights random" in proc.stderr and "model.safetensors" in proc.stderr
+    assert not list(home.rglob("*.safetensors")) and not list(home.rglob("*.part"))
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.fixture
