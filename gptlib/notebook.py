@@ -297,3 +297,44 @@ def attention_weights(model: GPTModel, input_ids: torch.Tensor, block: int = 0) 
 
 
 # --- widgets (ipywidgets is imported inside each function) ---------------------------------
+
+
+class BookNote:
+    """A short block beside a result: the book's pretrained figure, this run's, and how to
+    read the difference (noise, and what random weights change)."""
+
+    def __init__(self, what: str, ours: float | None, book: float, n: int, profile: Profile, source: str):
+        self.what, self.ours, self.book, self.n, self.profile, self.source = what, ours, book, n, profile, source
+
+    def _parts(self) -> tuple[str, str, str]:
+        from gptlib.noise import binomial_halfwidth
+
+        book = f"{100 * self.book:.2f}%"
+        noise = 100 * binomial_halfwidth(self.book, self.n)
+        if self.ours is None:
+            return book, "not run here", f"one run on {self.n} messages moves by about +-{noise:.1f} points"
+        diff = 100 * (self.ours - self.book)
+        here = f"{100 * self.ours:.2f}% ({diff:+.2f} points)"
+        if self.profile.weights != "pretrained":
+            how = (f"{'within' if abs(diff) <= noise else 'beyond'} the +-{noise:.1f} points one run on {self.n} "
+                   "messages moves by; with random weights instead of OpenAI's, expect a point or two lower "
+                   "and patterns that rest on pretraining to differ")
+        else:
+            how = f"{'within' if abs(diff) <= noise else 'beyond'} the +-{noise:.1f} points of noise for {self.n} messages"
+        return book, here, how
+
+    def _repr_markdown_(self) -> str:
+        book, here, how = self._parts()
+        return (f"> **The book** ({self.source}): {self.what} {book}. **Here** (profile `{self.profile.name}`, "
+                f"{self.profile.weights} weights): {here}: {how}.")
+
+    def __repr__(self) -> str:
+        book, here, how = self._parts()
+        return f"The book ({self.source}): {self.what} {book}. Here ({self.profile.name}): {here}: {how}."
+
+
+def book_note(what: str, ours: float | None, book: float, profile: Profile, n: int = 300,
+              source: str = "pretrained gpt2-small, chapter 6") -> BookNote:
+    """The block a notebook shows beside a result, e.g. ``book_note("test accuracy", acc, 0.9567,
+    profile)``; ``book`` is the figure from the book (0..1), ``n`` the messages it counts."""
+    return BookNote(what, ours, book, n, profile, source)

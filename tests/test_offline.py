@@ -93,3 +93,14 @@ def test_a_notebook_without_weights_stops_in_one_line(offline, tmp_path, monkeyp
         load_base_model(load_profile("book"))
     lines = info.value._render_traceback_()
     assert len(lines) == 1 and "GPTLIB_PROFILE=offline" in lines[0] and "model.safetensors" in lines[0]
+
+
+def test_book_note_sets_a_result_beside_the_books_figure():
+    from gptlib.notebook import book_note, load_profile
+
+    offline = book_note("test accuracy", 0.94, 0.9567, load_profile("offline"))._repr_markdown_()
+    assert "95.67%" in offline and "94.00% (-1.67 points)" in offline and "within" in offline
+    assert "random weights" in offline
+    far = repr(book_note("test accuracy", 0.80, 0.9567, load_profile("book")))
+    assert "beyond" in far and "random" not in far
+    assert "not run here" in repr(book_note("test accuracy", None, 0.9567, load_profile("book")))
