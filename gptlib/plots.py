@@ -1,4 +1,5 @@
-"""The book's loss and accuracy plots: epochs below, examples seen on a twin axis above."""
+"""The book's loss and accuracy plots (epochs below, examples seen on a twin axis above), and a
+diagram of which parts of a classifier train."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ if matplotlib.get_backend().lower() not in ("agg",) and not matplotlib.is_intera
         matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from gptlib.files import atomic_path  # noqa: E402
@@ -77,3 +79,41 @@ def plot_training(train_losses: Sequence[float], val_losses: Sequence[float], tr
     examples_tensor = torch.linspace(0, examples_seen, len(train_accs))
     acc_fig = plot_values(epochs_tensor, examples_tensor, train_accs, val_accs, "accuracy", output_dir, show)
     return loss_fig, acc_fig
+
+
+TRAINABLE_COLOURS = {"trainable": "tab:orange", "partly trainable": "tab:olive", "frozen": "tab:blue"}
+
+
+def plot_trainable_parts(table: pd.DataFrame, output_dir: str | Path | None = None, show: bool = True,
+                         log: bool = True, title: str = "What trains and what stays frozen") -> plt.Figure:
+    """The model drawn as a stack of its parts, embeddings at the bottom and the head on top.
+
+    ``table`` is ``gptlib.classifier.parameter_table(model)``: one horizontal bar per part,
+    as long as its parameter count (on a log scale by default: the new head has about 1,500
+    weights, the token embedding 38 million) and coloured by whether it trains. Written to
+    ``output_dir`` as ``trainable-parts.png`` (``None``, the default, writes nothing).
+    """
+    status = ["frozen" if t == 0 else "trainable" if f == 0 else "partly trainable"
+              for t, f in zip(table["trainable"], table["frozen"], strict=True)]
+    fig, ax = plt.subplots(figsize=(6.5, 0.28 * len(table) + 1.2))
+    positions = range(len(table))
+    ax.barh(positions, table["parameters"], color=[TRAINABLE_COLOURS[s] for s in status])
+    for y, n in zip(positions, table["parameters"], strict=True):
+        ax.text(n, y, f" {n:,}", va="center", fontsize=8)
+    ax.set_yticks(list(positions), table["part"])
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlim(right=table["parameters"].max() * (30 if log else 1.3))  # room for the counts
+    ax.set_xlabel("parameters" + (" (log scale)" if log else ""))
+    trained, total = int(table["trainable"].sum()), int(table["parameters"].sum())
+    ax.set_title(f"{title}\n{trained:,} of {total:,} parameters train ({trained / total:.1%})", fontsize=10)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=TRAINABLE_COLOURS[s]) for s in TRAINABLE_COLOURS if s in status]
+    ax.legend(handles, [s for s in TRAINABLE_COLOURS if s in status], loc="upper right", fontsize=8)
+    fig.tight_layout()
+    if output_dir is not None:
+        save_figure(fig, Path(output_dir) / "trainable-parts", ("png",))
+    if show:
+        plt.show()
+    else:
+        plt.close(fig)
+    return fig

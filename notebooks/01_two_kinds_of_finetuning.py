@@ -27,16 +27,20 @@
 #
 # **Time.** Under a minute on a laptop CPU with the real model once GPT-2's weights are in
 # the cache (an estimate; the first run also downloads about 500 MB of weights). With
-# `GPTLIB_PROFILE=smoke` it takes a few seconds and needs no network.
+# `GPTLIB_PROFILE=offline` (gpt2-small's shape, random weights) or `GPTLIB_PROFILE=smoke`
+# (a tiny random model) it takes seconds and needs no network. The banner under the next
+# cell says which profile runs.
 
 # %% tags=["parameters"]
-from gptlib.notebook import load_profile
+from gptlib.notebook import load_profile, profile_banner
 
 # None reads $GPTLIB_PROFILE: unset means "book" (pretrained gpt2-small, as in the book),
-# "smoke" means a tiny random model for quick offline runs (used by the tests).
+# "offline" means gpt2-small-shaped random weights (no network), "smoke" means a tiny
+# random model for quick checks (used by the tests).
 PROFILE = None
 profile = load_profile(PROFILE)
 print(profile)
+profile_banner(profile)
 
 # %%
 import torch
@@ -71,8 +75,10 @@ tokenizer = get_tokenizer()
 # %% [markdown]
 # ## A language model can answer with any token
 #
-# First we load the profile's GPT-2 (OpenAI's weights in the book profile; a tiny random
-# model in the smoke profile). The helper only picks between the two ways of building it:
+# First we load the profile's GPT-2: OpenAI's weights in the book profile, gpt2-small with
+# random weights in the offline profile, a tiny random model in the smoke profile. The
+# helper picks between those, and if the pretrained weights are neither cached nor
+# downloadable it stops the cell with one line that says how to go on:
 
 # %%
 show_source(load_base_model)
@@ -97,7 +103,8 @@ print("output shape:", tuple(lm_logits.shape), "(batch, tokens, vocabulary)")
 
 # %% [markdown]
 # The five most likely next tokens. With the pretrained model they are usually not "yes" or
-# "no"; in the smoke profile the model is random, so they are arbitrary.
+# "no". In the offline and smoke profiles the weights are random, so the tokens are
+# arbitrary and their probabilities tiny: such a model has learned nothing about language.
 
 # %%
 next_token_probs = torch.softmax(lm_logits[0, -1], dim=-1)
@@ -176,5 +183,51 @@ print(f"classifier, trained by the book's recipe:    "
 # About 6% of the classifier's weights (7.1 of 124 million) are trained, and the gradients only
 # have to flow through the top block. That is why the chapter's full run takes minutes on a
 # laptop.
+
+# %% [markdown]
+# ## Check your understanding
+#
+# **1.** After training, the spam classifier is given "What is the capital of France?". What
+# can it answer, and what does the answer tell you?
+#
+# <details><summary>Answer</summary>
+#
+# It can only answer "spam" or "not spam": the prediction is the index of the larger of two
+# logits, and there are only two. The answer says nothing about France. The classifier has
+# no way to say "this is not an SMS" or "I don't know", and a high probability for an
+# off-task input is no sign that the answer means anything.
+#
+# </details>
+#
+# **2.** The book trains 7.1 of 124 million weights. Name two things this saves compared
+# with training all of them.
+#
+# <details><summary>Answer</summary>
+#
+# The backward pass stops at the top block (nothing below it needs a gradient), and AdamW
+# keeps its two running averages for 7.1 million weights instead of 124 million, so memory
+# and time per step drop. It also keeps the general language features of the lower blocks
+# exactly as pretraining left them.
+#
+# </details>
+#
+# **3.** You want a model that reads a customer's email and writes a polite reply. Which
+# kind of fine-tuning fits, and why not the other?
+#
+# <details><summary>Answer</summary>
+#
+# Instruction fine-tuning: the answer is free text, so the model needs its full vocabulary
+# and the pretrained output layer. A classifier could only choose among fixed labels, for
+# example "complaint" or "question", which is useful for routing the email but cannot write
+# the reply.
+#
+# </details>
+
+# %% [markdown]
+# ## Recap
+#
+# * A language model scores all 50,257 tokens at every position; instruction fine-tuning keeps that freedom.
+# * A classifier replaces the output layer with one that has one output per class, so it can only ever answer with a class.
+# * The book's recipe trains about 6% of gpt2-small (head, last block, final norm), which is why it takes minutes.
 #
 # **Next:** notebook 2 prepares the SMS data the classifier learns from.

@@ -21,24 +21,29 @@
 # the messages are in tokens, and how they are padded with `<|endoftext|>` (id 50256) into
 # equal-length batches: padding to the longest message of the whole training set (the
 # book's way) against padding each batch to its own longest message, and what each costs.
-# Validation and test messages are cut to the training length. At the end, a text box shows
+# Validation and test messages are cut to the training length, and the book's other option,
+# cutting every message to the shortest one, is shown too. At the end, a text box shows
 # what the pipeline makes of any message you type.
 #
 # **Book sections.** Chapter 6, sections 6.2 (preparing the dataset) and 6.3 (creating data
 # loaders); exercise 6.1 (padding to the full context).
 #
 # **Time.** Under a minute on a laptop CPU (an estimate; the first run downloads about
-# 200 kB). No model is needed. With `GPTLIB_PROFILE=smoke` it uses a small made-up data
-# file shipped with gptlib, unless `GPTLIB_DATA_DIR` points at a copy of the real data.
+# 200 kB, and without a network the copy shipped with gptlib is used). No model is needed,
+# so the book and offline profiles give the same numbers here: both read the real data.
+# With `GPTLIB_PROFILE=smoke` it uses a small made-up data file shipped with gptlib, unless
+# `GPTLIB_DATA_DIR` points at a copy of the real data.
 
 # %% tags=["parameters"]
-from gptlib.notebook import load_profile
+from gptlib.notebook import load_profile, profile_banner
 
 # None reads $GPTLIB_PROFILE: unset means "book" (the real SMS Spam Collection, as in the
-# book), "smoke" means a 200-message made-up file shipped with gptlib (used by the tests).
+# book), "offline" the same data from the copy shipped with gptlib, "smoke" a 200-message
+# made-up file shipped with gptlib (used by the tests).
 PROFILE = None
 profile = load_profile(PROFILE)
 print(profile)
+profile_banner(profile)
 
 # %%
 import matplotlib.pyplot as plt
@@ -55,8 +60,10 @@ from gptlib.data import (
     read_sms_spam,
     save_splits,
 )
+from gptlib.download import DownloadError
+from gptlib.finetune import resolve_data_file
 from gptlib.lab.explorers import token_explorer
-from gptlib.notebook import describe_message, is_book_data, show_source
+from gptlib.notebook import describe_message, is_book_data, show_source, spam_data_file
 from gptlib.tokenizer import END_OF_TEXT, END_OF_TEXT_ID
 
 tokenizer = get_tokenizer()
@@ -71,12 +78,21 @@ split_dir = profile.work_dir / "data"
 # classroom needs: the file is checked against its known sha256, it lands atomically (an
 # interrupted download never leaves a half file behind), a second call does nothing, and
 # without a network you can point `GPTLIB_DATA_DIR` at a folder holding the file or the zip.
+#
+# The data is also shipped with gptlib (it is about 500 kB, under a CC BY 4.0 licence), so
+# when the download fails the cell below says so in one line and uses that copy: the same
+# bytes, checked against the same sha256. The offline profile uses the shipped copy from
+# the start, the smoke profile its small made-up file.
 
 # %%
 if profile.data_file is None:
-    data_file = download_and_unzip_spam_data()  # downloads once, later calls reuse the file
+    try:
+        data_file = download_and_unzip_spam_data()  # downloads once, later calls reuse the file
+    except DownloadError:  # offline: fall back on the copy shipped with gptlib (the same file)
+        data_file = resolve_data_file(None, verbose=False)
+        print(f"The download failed (no network?); using the copy shipped with gptlib: {data_file}")
 else:
-    data_file = profile.data_file  # the smoke profile's small made-up file
+    data_file = spam_data_file(profile)  # the file the profile names
 BOOK_DATA = is_book_data(data_file)  # True: the real file, so the book's numbers apply
 print(data_file)
 print("this is the book's data file:", BOOK_DATA)
@@ -276,17 +292,26 @@ pd.DataFrame(rows).set_index("padding")
 # %% [markdown]
 # On the book's data, padding to the dataset's longest message makes about three quarters
 # of all tokens padding; per-batch padding cuts the work by more than half; padding to 1,024
-# makes nearly everything padding, which is slow, and in the book's exercise 6.1 it also
-# hurts accuracy (test 78.33% instead of 95.67%). Per-batch padding gives the same
-# predictions only if the model reads the last *real* token of each message, because with
-# padding the last position of a row may be a pad token (notebook 4 shows this).
+# makes nearly everything padding, which is slow, and in exercise 6.1 it also hurts
+# accuracy: 78.33% test in the book's bonus experiments, against 95.00% for the book's
+# padding in the same script (16.7 points worse). The exercise numbers come from that bonus
+# script, which shuffles the data once more before splitting, so they belong with its
+# baseline of 95.00%, not with the chapter's 95.67%.
+#
+# Per-batch padding gives the same predictions only if the model reads the last *real*
+# token of each message, because with padding the last position of a row may be a pad
+# token (notebook 4 shows this).
 
 # %% [markdown]
 # ### Truncation of validation and test messages
 #
-# Validation and test messages are cut to the training length: the model never saw longer
-# inputs during training. On the book's split no validation or test message is longer than
-# 120 tokens, so nothing is lost; other data (or a smaller training set) can differ.
+# Validation and test messages are padded to the training length, and a longer one would
+# be cut to it. The book treats the cut as optional: it is a side effect of using one
+# length for all three splits. The padding is what matters. The model reads position -1,
+# and a message of a given length should end up with the same number of pads behind it in
+# every split, as it did in training. On the book's split no validation or test message is
+# longer than 120 tokens, so nothing is cut; other data (or a smaller training set) can
+# differ.
 
 # %%
 for name, frame in (("validation", validation_df), ("test", test_df)):
@@ -299,6 +324,32 @@ cut_dataset = SpamDataset(long_message, tokenizer, max_length=train_dataset.max_
 print(f"a {len(tokenizer.encode(long_message['Text'][0]))}-token message becomes "
       f"{len(cut_dataset.encoded_texts[0])} tokens")
 
+# %% [markdown]
+# ### The other way: truncate everything to the shortest message
+#
+# The book mentions a second way to make all rows the same length: cut every message to
+# the length of the *shortest* one, and no padding is needed at all. It costs a lot here,
+# because the shortest training message is tiny:
+
+# %%
+shortest = min(train_lengths)
+shortest_text = train_df["Text"].iloc[train_lengths.index(shortest)]
+kept = sum(min(n, shortest) for n in train_lengths) / sum(train_lengths)
+print(f"shortest training message: {shortest} tokens, {shortest_text!r}")
+print(f"cutting every message to {shortest} tokens keeps {kept:.1%} of all training tokens")
+if BOOK_DATA:
+    assert shortest == 2
+short_dataset = SpamDataset(train_csv, tokenizer, max_length=shortest)
+print("what is left of two ham and two spam messages:")
+for row in train_df.reset_index(drop=True).groupby("Label").head(2).index:
+    kept_ids, text = short_dataset.encoded_texts[row], train_df["Text"].iloc[row]
+    print(f"  {'spam' if train_df['Label'].iloc[row] else 'ham':<5}{tokenizer.decode(kept_ids)!r:<14} <- {text[:60]!r}")
+
+# %% [markdown]
+# After the cut the model sees only a message's first couple of tokens ("Dude", "Reminder"
+# on the book's data) and nothing more: most of what tells spam from ham is thrown away.
+# That is why the book pads instead. To see what a cut costs in accuracy, try a fixed
+# padding length (for example 16) in notebook 6's lab.
 # %% [markdown]
 # ## Data loaders
 #
@@ -335,4 +386,47 @@ print("ids:   ", info["ids"])
 print("padded:", info["padded"])
 
 # %% [markdown]
+# ## Check your understanding
+#
+# **1.** Predict before you look at the padding table: the training messages average about
+# 30 tokens and the longest has 120. Roughly what share of the tokens in an epoch is padding
+# when every message is padded to 120?
+#
+# <details><summary>Answer</summary>
+#
+# About 1 - 30/120, so three quarters. The table measures 74.6% on the book's data. Padding
+# to 1,024 makes it about 1 - 30/1024, nearly 97%.
+#
+# </details>
+#
+# **2.** After balancing, spam is half of the training data; in the raw file it is about
+# 13%. What does the model lose, and what changes when it meets messages at the natural rate?
+#
+# <details><summary>Answer</summary>
+#
+# It never sees 4,078 of the 4,825 ham messages. And it learns in a world where spam is
+# one message in two: at the natural rate of one in eight, the same mistakes on ham weigh
+# far more against the few real spams, so spam precision drops even if accuracy per class
+# stays the same.
+#
+# </details>
+#
+# **3.** A validation message has 150 tokens and the training length is 120. What does
+# `SpamDataset` do with it, and why not pad validation to its own longest message instead?
+#
+# <details><summary>Answer</summary>
+#
+# It keeps the first 120 tokens. With the book's reading of position -1, what the model
+# sees there depends on how many pads follow a message; padding validation and test to the
+# training length keeps that the same as in training.
+#
+# </details>
+
+# %% [markdown]
+# ## Recap
+#
+# * The raw data is 13% spam; the book undersamples ham to get 747 + 747 messages, split 70/10/20 into 1,045/149/300.
+# * Rows in a batch need equal length: the book pads with `<|endoftext|>` (50256) to the longest training message, 120 tokens, so about three quarters of the work is padding.
+# * Per-batch padding halves that work; cutting everything to the shortest message (2 tokens) would keep only 6.6% of the text.
+#
 # **Next:** notebook 3 turns GPT-2 into a classifier by replacing its output layer.
