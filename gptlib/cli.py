@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Sequence
 
+from gptlib.assignments.cli import add_assignments_parser, assignments_command
 from gptlib.settings import FinetuneConfig, SettingError, parse_setting, setting_fields
 
 
@@ -275,14 +276,6 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
-def _assignments(args: argparse.Namespace) -> int:
-    from gptlib.assignments import build_student_versions
-
-    for path in build_student_versions(args.source, args.outdir):
-        print(path)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gptlib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -302,12 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache = sub.add_parser("cache", help="what gptlib keeps on disk (data, weights, frozen activations)")
     cache.add_argument("action", choices=["info", "clear"],
                        help="info: sizes and folders; clear: remove the stored frozen activations")
-    asg = sub.add_parser("assignments", help="classroom assignments: build the student versions")
-    asg_sub = asg.add_subparsers(dest="action", required=True)
-    b = asg_sub.add_parser("build", help="write the assignment notebooks without their solutions to OUTDIR")
-    b.add_argument("outdir", help="folder for the student notebooks (and the data files they read)")
-    b.add_argument("--source", default=None,
-                   help="folder of the solution notebooks (default: the checkout's notebooks/assignments)")
+    add_assignments_parser(sub)
     return parser
 
 
@@ -335,7 +323,7 @@ def _one_line(message: object) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"finetune": _finetune, "classify": _classify, "download": _download,
-                "assignments": _assignments, "cache": _cache,
+                "assignments": assignments_command, "cache": _cache,
                 "experiments": _experiments}
     from gptlib.data import DataError
     from gptlib.download import DownloadError

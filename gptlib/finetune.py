@@ -11,6 +11,7 @@ import os
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,8 @@ def build_model(cfg: FinetuneConfig, device: torch.device, progress: bool = True
 
 
 def run_finetune(cfg: FinetuneConfig | None = None, *, callback=None, progress: bool = True,
-                 verbose: bool = True, save: bool = True) -> FinetuneResult:
+                 verbose: bool = True, save: bool = True,
+                 prepare_model: Callable[[GPTModel], GPTModel | None] | None = None) -> FinetuneResult:
     """Run the chapter end to end; returns a :class:`FinetuneResult` (model included).
 
     Unless ``save=False``, the run's files land in ``cfg.output`` as one set, all at once
@@ -169,17 +171,19 @@ def run_finetune(cfg: FinetuneConfig | None = None, *, callback=None, progress: 
     ``metrics.json``, ``plots/``, the data splits, and for LoRA ``lora_adapter.pt``. A run
     stopped at any moment leaves the previous set as it was. The plots are then copied to
     ``cfg.figures``. Folders that cannot be written are reported before training starts.
+    ``prepare_model(model)`` may change the classifier before it trains (an assignment's
+    freezing by hand, say); it returns the model to train, or None for the same one.
     """
     cfg = cfg or FinetuneConfig()
     cfg.check()
     cfg = cfg.effective()
     if not save:
         with tempfile.TemporaryDirectory(prefix="gptlib-run-") as work:
-            return _train_and_evaluate(cfg, Path(work), callback, progress, verbose)
+            return _train_and_evaluate(cfg, Path(work), callback, progress, verbose, prepare_model)
     output = Path(cfg.output)
     check_output_folders(cfg)
     with atomic_folder(output, carry=lambda name: name not in RUN_FILES) as work:
-        result = _train_and_evaluate(cfg, work, callback, progress, verbose)
+        result = _train_and_evaluate(cfg, work, callback, progress, verbose, prepare_model)
         _save_outputs(result, cfg, result.model, work, output)
     if cfg.figures and (output / "plots").is_dir():
         for plot in sorted((output / "plots").iterdir()):
@@ -214,7 +218,8 @@ def check_output_folders(cfg: FinetuneConfig) -> None:
                              + (" (or --figures none for no plots)." if name == "figures" else ".")) from None
 
 
-def _train_and_evaluate(cfg: FinetuneConfig, work: Path, callback, progress: bool, verbose: bool) -> FinetuneResult:
+def _train_and_evaluate(cfg: FinetuneConfig, work: Path, callback, progress: bool, verbose: bool,
+                        prepare_model: Callable[[GPTModel], GPTModel | None] | None = None) -> FinetuneResult:
     """The run itself (``cfg`` checked and effective); the data splits are written to ``work``."""
     say = print if verbose else (lambda *a, **k: None)
     start = time.perf_counter()
@@ -227,6 +232,9 @@ def _train_and_evaluate(cfg: FinetuneConfig, work: Path, callback, progress: boo
     check_labels(train_ds, val_ds, test_ds, class_names)
     say(_memory_line(cfg, device, train_ds, len(class_names)))
     model = build_model(cfg, device, progress=progress, num_classes=len(class_names))
+    if prepare_model is not None:
+        changed = prepare_model(model)
+        model = model if changed is None else changed
     runner = wrap_for_speed(model, cfg.speed)
     # Fast mode groups messages of similar length into batches so that little padding is
     # computed. Where training computes only the last block's read position over kept

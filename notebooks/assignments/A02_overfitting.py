@@ -13,15 +13,17 @@
 #     name: python3
 # ---
 
-# %% [markdown]
-# # Assignment 2: overfitting, dropout and weight decay
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a02_given_01", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# # Assignment 2: the training loop, overfitting, dropout and weight decay
 #
 # **Goals.**
 #
+# * Write the chapter's accuracy function and its training loop yourself: what the loop
+#   counts (`examples_seen`: messages, not tokens) and when it measures accuracy (after each
+#   epoch).
 # * Make a classifier overfit on purpose (few training messages, many epochs) and see it in
-#   the loss curves.
-# * Turn on dropout in a pretrained model, and work out what AdamW's weight decay really does
-#   to a weight at the book's learning rate.
+#   the loss curves; turn on dropout; work out what AdamW's weight decay really does to a
+#   weight at the book's learning rate.
 # * Measure the gap between training and validation numbers, find the step where the
 #   validation loss was lowest, and explain what you see.
 #
@@ -29,74 +31,109 @@
 # section introduces dropout and weight decay).
 #
 # **How to work.** Cells with `# YOUR CODE HERE` are yours: replace the
-# `raise NotImplementedError()` line. The check cell after each one tests what your code
-# computed and prints `OK: ...` or stops with a message saying what is wrong. Answers in
-# words go into the `YOUR ANSWER HERE` cells.
+# `raise NotImplementedError()` line. The check cell after each one tests your code on
+# models and data it makes itself, and prints `OK: ...` or a short message saying what is
+# wrong. Answers in words go into the `YOUR ANSWER HERE` cells.
 #
 # **Time.** With the real model, about 3 minutes of computing on a recent laptop CPU, two to
 # four times that on an older one (an estimate; see the teacher's guide). With
-# `GPTLIB_PROFILE=smoke` it runs in well under a minute and the curves are those of a tiny
-# random model: the steps are the same, the numbers mean nothing.
+# `PROFILE = "smoke"` it runs in under a minute and the curves are those of a tiny random
+# model: the steps are the same, the numbers mean nothing.
 
 # %% tags=["parameters"]
-from gptlib.notebook import load_profile
-
-# None reads $GPTLIB_PROFILE: unset means "book" (pretrained gpt2-small, real data),
-# "smoke" a tiny random model and a small made-up data file.
+# Your choice for your own work: None reads $GPTLIB_PROFILE (unset: "book", pretrained
+# gpt2-small and the real data); "smoke" is a tiny random model on a small made-up data file.
+# Grading uses the profile your teacher chooses, whatever this cell says.
 PROFILE = None
-profile = load_profile(PROFILE)
-TRAIN_MESSAGES = 200  # train on only the first 200 training messages, so that overfitting shows
-if profile.name == "smoke":
-    # the tiny model needs a larger learning rate to move at all in a few steps
-    profile = profile.replace(epochs=2, lr=1e-3)
-else:
-    profile = profile.replace(epochs=10, eval_freq=10)  # 25 steps per epoch, 250 in all
-print(profile)
 
-# %%
-import copy
+# %% nbgrader={"grade": false, "grade_id": "a02_given_02", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+import copy  # noqa: F401  (your answers may need these)
 
 import pandas as pd
 import torch
 
-from gptlib import get_tokenizer
-from gptlib.assignments import (
-    check_best_steps,
-    check_decay_shrink,
-    check_gaps,
-    check_regularisation_runs,
-    check_with_dropout,
-    compare_runs,
-    plot_runs,
-    run_experiment,
-)
-from gptlib.classifier import add_classification_head
-from gptlib.data import create_data_loaders, prepare_spam_splits, spam_datasets
-from gptlib.notebook import load_base_model, profile_device, spam_data_file
+from gptlib.assignments.profiles import setup
+from gptlib.assignments.runner import compare_runs, plot_runs, run_experiment
+from gptlib.train import calc_loss_batch  # noqa: F401  (the book's loss of one batch)
 
-tokenizer = get_tokenizer()
-device = profile_device(profile)
-print("device:", device)
+TRAIN_MESSAGES = 200  # train on only the first 200 training messages, so that overfitting shows
+profile = setup("A02", PROFILE)
 
-# %% [markdown]
-# ## A small training set
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a02_given_03", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# ## Task 1: accuracy and the loop, by hand
 #
-# The book's balanced split, but only the first `TRAIN_MESSAGES` training messages: with
-# few examples and many epochs the model can memorise them, which is what overfitting is.
-# Validation and test sets are the book's.
+# 1. Write `calc_accuracy_loader(data_loader, model, device, num_batches=None)`, the book's
+#    function: switch the model to evaluation mode, and for the first `num_batches` batches
+#    (all of them when it is None, and never more than the loader has) compare the argmax of
+#    the *last* token's logits with the labels; return the share that is right. Do not call
+#    gptlib's version.
+# 2. Write `train_epochs(model, train_loader, val_loader, optimizer, device, num_epochs,
+#    eval_iter=None)`: the book's loop without the loss evaluations. For each epoch: put the
+#    model in training mode; for every batch `optimizer.zero_grad()`, the loss
+#    (`calc_loss_batch(input_batch, target_batch, model, device)`), `loss.backward()`,
+#    `optimizer.step()`, and add the number of *messages* in the batch to `examples_seen`;
+#    after the epoch, the training and validation accuracy on `eval_iter` batches with your
+#    `calc_accuracy_loader`. Return `(train_accs, val_accs, examples_seen)`.
+#
+# The checks run both on a small model and loaders they make, beside the library's
+# `calc_accuracy_loader` and `train_classifier_simple`.
 
-# %%
-data_file = spam_data_file(profile)
-train_csv, val_csv, test_csv = prepare_spam_splits(data_file, profile.work_dir / "assignments" / "spam")
-train_df = pd.read_csv(train_csv).iloc[:TRAIN_MESSAGES]
-train_ds, val_ds, test_ds = spam_datasets(train_df, val_csv, test_csv, tokenizer)
-loaders = create_data_loaders(train_ds, val_ds, test_ds, batch_size=profile.batch_size, seed=profile.seed)
-base_model = load_base_model(profile)
-print(f"{len(train_ds)}/{len(val_ds)}/{len(test_ds)} messages; {len(loaders[0])} steps per epoch, "
-      f"{profile.epochs} epochs")
+# %% nbgrader={"grade": false, "grade_id": "a02_accuracy", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def calc_accuracy_loader(data_loader, model, device, num_batches=None):
+    ### BEGIN SOLUTION
+    model.eval()
+    correct, total = 0, 0
+    n = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
+    for i, (input_batch, target_batch) in enumerate(data_loader):
+        if i >= n:
+            break
+        with torch.no_grad():
+            logits = model(input_batch.to(device))[:, -1, :]
+        correct += (logits.argmax(dim=-1) == target_batch.to(device)).sum().item()
+        total += len(target_batch)
+    return correct / total
+    ### END SOLUTION
 
-# %% [markdown]
-# ## Task 1: dropout
+
+# %% nbgrader={"grade": true, "grade_id": "a02_accuracy_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+import sys
+sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
+from gptlib.assignments.integrity import checks
+checks = checks("a02")
+checks.calc_accuracy_loader(calc_accuracy_loader)
+
+# %% nbgrader={"grade": false, "grade_id": "a02_loop", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def train_epochs(model, train_loader, val_loader, optimizer, device, num_epochs, eval_iter=None):
+    ### BEGIN SOLUTION
+    train_accs, val_accs, examples_seen = [], [], 0
+    for _ in range(num_epochs):
+        model.train()
+        for input_batch, target_batch in train_loader:
+            optimizer.zero_grad()
+            loss = calc_loss_batch(input_batch, target_batch, model, device)
+            loss.backward()
+            optimizer.step()
+            examples_seen += input_batch.shape[0]
+        train_accs.append(calc_accuracy_loader(train_loader, model, device, num_batches=eval_iter))
+        val_accs.append(calc_accuracy_loader(val_loader, model, device, num_batches=eval_iter))
+    return train_accs, val_accs, examples_seen
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "a02_loop_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+import sys
+sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
+from gptlib.assignments.integrity import checks
+checks = checks("a02")
+checks.train_epochs(train_epochs)
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a02_given_04", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# **Why messages, not tokens?** Chapter 5's loop counted `tokens_seen`, because a language
+# model learns from every token. Here each message has one label, and padding would inflate
+# a token count: `examples_seen` counts what the classifier learns from.
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a02_given_05", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# ## Task 2: dropout
 #
 # Dropout sets a random share `p` of the values passing through a `torch.nn.Dropout` layer to
 # zero during training (and scales the rest up), so the model cannot rely on any single
@@ -105,7 +142,7 @@ print(f"{len(train_ds)}/{len(val_ds)}/{len(test_ds)} messages; {len(loaders[0])}
 #
 # Write `with_dropout(model, rate)`: it returns a **copy** of `model` in which every
 # `torch.nn.Dropout` layer has `p = rate`. The weights stay as they are, and `model` itself
-# must not change (every run starts from the same `base_model`).
+# must not change.
 
 # %% nbgrader={"grade": false, "grade_id": "a02_with_dropout", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def with_dropout(model, rate):
@@ -118,11 +155,15 @@ def with_dropout(model, rate):
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "a02_with_dropout_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-check_with_dropout(with_dropout, base_model)
+# %% nbgrader={"grade": true, "grade_id": "a02_with_dropout_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+import sys
+sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
+from gptlib.assignments.integrity import checks
+checks = checks("a02")
+checks.with_dropout(with_dropout)
 
-# %% [markdown]
-# ## Task 2: what weight decay does to a weight
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a02_given_06", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# ## Task 3: what weight decay does to a weight
 #
 # AdamW applies weight decay separately from the gradient step: at every step each weight
 # `w` becomes `w - lr * weight_decay * w` (and then moves by its Adam update). Ignoring the
@@ -139,78 +180,107 @@ def decay_shrink(lr, weight_decay, steps):
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "a02_decay_shrink_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-check_decay_shrink(decay_shrink)
+# %% nbgrader={"grade": true, "grade_id": "a02_decay_shrink_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+import sys
+sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
+from gptlib.assignments.integrity import checks
+checks = checks("a02")
+checks.decay_shrink(decay_shrink)
 
-# %% [markdown]
-# ## Task 3: three runs
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a02_given_07", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# ## Task 4: three runs on 200 messages
 #
-# `SETTINGS` maps a name to (dropout rate, weight decay). For each entry, train a fresh
-# classifier (the book's head) made from `with_dropout(base_model, rate)` with
-# `run_experiment(..., weight_decay=...)` on `loaders`, and store the result in
-# `runs[name]`. Use the names of `SETTINGS` as they are.
+# `SETTINGS` maps a name to (dropout rate, weight decay). For each entry, train the book's
+# classifier on the first `TRAIN_MESSAGES` training messages with
+# `run_experiment(profile, train_limit=..., drop_rate=..., weight_decay=...)` and store the
+# result in `runs[name]`. Use the names of `SETTINGS` as they are. (`drop_rate` sets every
+# dropout layer, as your `with_dropout` does.)
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "a02_given_08", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 SETTINGS = {
     "book": (0.0, 0.1),
     "dropout 0.3": (0.3, 0.1),
     "weight decay 10": (0.0, 10.0),
 }
-steps = profile.epochs * len(loaders[0])
-print(f"{steps} optimizer steps per run at lr {profile.lr}")
 
 # %% nbgrader={"grade": false, "grade_id": "a02_runs", "locked": false, "schema_version": 3, "solution": true, "task": false}
 runs = None
 ### BEGIN SOLUTION
 runs = {}
 for name, (rate, decay) in SETTINGS.items():
-    classifier = add_classification_head(with_dropout(base_model, rate))
-    runs[name] = run_experiment(classifier, loaders, profile, weight_decay=decay, name=name)
+    runs[name] = run_experiment(profile, train_limit=TRAIN_MESSAGES, drop_rate=rate, weight_decay=decay,
+                                name=name)
 ### END SOLUTION
 
-# %% nbgrader={"grade": true, "grade_id": "a02_runs_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-check_regularisation_runs(runs, SETTINGS)
+# %% nbgrader={"grade": true, "grade_id": "a02_runs_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+import sys
+sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
+from gptlib.assignments.integrity import checks
+checks = checks("a02")
+checks.regularisation_runs(runs)
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a02_given_09", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 # ## Reading the curves
 #
 # Each panel shows one run: the loss on a few training and validation batches, measured every
 # `eval_freq` optimizer steps, and below it the accuracy after each epoch.
 
-# %%
-plot_runs(runs, "loss")
+# %% nbgrader={"grade": false, "grade_id": "a02_given_10", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+plot_runs(runs, "loss") if runs else None
 
-# %%
-plot_runs(runs, "accuracy")
+# %% nbgrader={"grade": false, "grade_id": "a02_given_11", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+plot_runs(runs, "accuracy") if runs else None
 
-# %%
-compare_runs(runs).round(3)
+# %% nbgrader={"grade": false, "grade_id": "a02_given_12", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+compare_runs(runs).round(3) if runs else None
 
-# %% [markdown]
-# ## Task 4: the gap and the best step
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a02_given_13", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# ## Task 5: the gap and the best step
 #
-# 1. `accuracy_gaps[name]`: the run's final training accuracy minus its final validation
-#    accuracy (`run.accuracy`, measured on the whole splits, as fractions).
-# 2. `loss_gaps[name]`: the final validation loss minus the final training loss (`run.loss`).
-# 3. `best_steps[name]`: the optimizer step at which the run's validation loss curve
-#    (`run.val_losses`) was lowest. Evaluations happen every `run.eval_freq` steps, the first
-#    one at step 0.
+# 1. Write `train_val_gaps(run)`: the run's final training accuracy minus its final
+#    validation accuracy, and its final validation loss minus its final training loss, as a
+#    pair `(accuracy_gap, loss_gap)`. The final numbers are in `run.accuracy` and `run.loss`
+#    (measured on the whole splits, as fractions).
+# 2. Write `best_step(val_losses, eval_freq)`: the optimizer step at which a validation loss
+#    curve (`run.val_losses`) was lowest. Evaluations happen every `eval_freq` steps, the
+#    first one at step 0.
 
 # %% nbgrader={"grade": false, "grade_id": "a02_gaps", "locked": false, "schema_version": 3, "solution": true, "task": false}
-accuracy_gaps, loss_gaps, best_steps = None, None, None
-### BEGIN SOLUTION
-accuracy_gaps = {n: r.accuracy["train"] - r.accuracy["validation"] for n, r in runs.items()}
-loss_gaps = {n: r.loss["validation"] - r.loss["train"] for n, r in runs.items()}
-best_steps = {n: r.eval_freq * min(range(len(r.val_losses)), key=r.val_losses.__getitem__)
-              for n, r in runs.items()}
-### END SOLUTION
-pd.DataFrame({"accuracy gap": accuracy_gaps, "loss gap": loss_gaps, "best step": best_steps})
+def train_val_gaps(run):
+    ### BEGIN SOLUTION
+    return (run.accuracy["train"] - run.accuracy["validation"], run.loss["validation"] - run.loss["train"])
+    ### END SOLUTION
 
-# %% nbgrader={"grade": true, "grade_id": "a02_gaps_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-check_gaps(accuracy_gaps, loss_gaps, runs)
-check_best_steps(best_steps, runs)
 
-# %% [markdown]
+def best_step(val_losses, eval_freq):
+    ### BEGIN SOLUTION
+    return eval_freq * min(range(len(val_losses)), key=val_losses.__getitem__)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "a02_gaps_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+import sys
+sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
+from gptlib.assignments.integrity import checks
+checks = checks("a02")
+checks.train_val_gaps(train_val_gaps)
+
+# %% nbgrader={"grade": true, "grade_id": "a02_best_step_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+import sys
+sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
+from gptlib.assignments.integrity import checks
+checks = checks("a02")
+checks.best_step(best_step)
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a02_given_14", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# Your functions on your runs:
+
+# %% nbgrader={"grade": false, "grade_id": "a02_given_15", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+pd.DataFrame({name: {"accuracy gap": train_val_gaps(run)[0], "loss gap": train_val_gaps(run)[1],
+                     "best step": best_step(run.val_losses, run.config["eval_freq"])}
+              for name, run in (runs or {}).items()}).T
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a02_given_16", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 # **Question.** Answer from *your* curves and numbers (with the real model):
 #
 # 1. Where do the curves show overfitting: which curve keeps improving, which one stops or

@@ -13,101 +13,91 @@
 #     name: python3
 # ---
 
-# %% [markdown]
-# # Assignment 3: padding and the position that is read
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a03_given_01", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# # Assignment 3: padding, the position that is read, and the loss
 #
 # **Goals.**
 #
 # * See how often the book's classifier reads a pad token instead of the message.
 # * Find each message's last *real* token yourself, and train a classifier that reads it.
 # * Pad each batch only to its own longest message, and show why that changes nothing for a
-#   classifier that reads the last real token, while saving computation.
+#   classifier that reads the last real token.
+# * Write the loss yourself: cross-entropy as log-softmax plus the negative log-likelihood;
+#   see what goes wrong when `nll_loss` gets probabilities; and show that one logit with
+#   `BCEWithLogitsLoss` gives the same loss as the book's two outputs.
 #
-# **Before you start.** Notebooks 2 (padding) and 4 (which token is read, the causal mask)
-# of the chapter.
+# **Before you start.** Notebooks 2 (padding) and 4 (which token is read, the causal mask,
+# the loss) of the chapter.
 #
 # **How to work.** Cells with `# YOUR CODE HERE` are yours: replace the
-# `raise NotImplementedError()` line. The check cell after each one tests what your code
-# computed and prints `OK: ...` or stops with a message saying what is wrong. Answers in
-# words go into the `YOUR ANSWER HERE` cells.
+# `raise NotImplementedError()` line. The check cell after each one tests your code on
+# inputs it makes itself, and prints `OK: ...` or a short message saying what is wrong.
+# Answers in words go into the `YOUR ANSWER HERE` cells.
 #
 # **Time.** With the real model, about 3 minutes of computing on a recent laptop CPU, two to
 # four times that on an older one (an estimate; see the teacher's guide). With
-# `GPTLIB_PROFILE=smoke` it runs in well under a minute; the numbers then come from a tiny
-# random model and mean nothing, the steps are the same.
+# `PROFILE = "smoke"` it runs in under a minute; the numbers then come from a tiny random
+# model and mean nothing, the steps are the same.
 
 # %% tags=["parameters"]
-from gptlib.notebook import load_profile
-
-# None reads $GPTLIB_PROFILE: unset means "book" (pretrained gpt2-small, real data, 5 epochs),
-# "smoke" a tiny random model and a small made-up data file.
+# Your choice for your own work: None reads $GPTLIB_PROFILE (unset: "book", pretrained
+# gpt2-small and the real data); "smoke" is a tiny random model on a small made-up data file.
+# Grading uses the profile your teacher chooses, whatever this cell says.
 PROFILE = None
-profile = load_profile(PROFILE)
-if profile.name == "smoke":
-    # the tiny model needs a larger learning rate to move at all in a few steps
-    profile = profile.replace(epochs=2, lr=1e-3)
-print(profile)
 
-# %%
-import torch  # noqa: F401  (not used by this cell; your answers may need it)
+# %% nbgrader={"grade": false, "grade_id": "a03_given_02", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+import torch
+import torch.nn.functional as F  # noqa: F401  (your answers may need it)
 
-from gptlib import get_tokenizer
-from gptlib.assignments import (
-    check_batch_padding,
-    check_last_real_positions,
-    check_pad_share,
-    check_position_runs,
-    compare_runs,
-    run_experiment,
-)
-from gptlib.classifier import add_classification_head
-from gptlib.data import SpamDataset, create_data_loaders, prepare_spam_splits, spam_datasets
-from gptlib.notebook import load_base_model, profile_device, spam_data_file
+from gptlib.assignments.profiles import setup
+from gptlib.assignments.runner import compare_runs, run_experiment
 
-tokenizer = get_tokenizer()
-device = profile_device(profile)
 PAD_ID = 50256  # <|endoftext|>, the book's pad token
-print("device:", device)
+profile = setup("A03", PROFILE)
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a03_given_03", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 # ## The baseline: the book's padding, the last position
 #
 # Every message is padded on the right to the longest training message, and the classifier
-# reads position -1.
+# reads position -1. `baseline.loaders[0].dataset` is the training set as the run saw it.
 
-# %%
-data_file = spam_data_file(profile)
-train_csv, val_csv, test_csv = prepare_spam_splits(data_file, profile.work_dir / "assignments" / "spam")
-train_ds, val_ds, test_ds = spam_datasets(train_csv, val_csv, test_csv, tokenizer)
-loaders = create_data_loaders(train_ds, val_ds, test_ds, batch_size=profile.batch_size, seed=profile.seed)
-base_model = load_base_model(profile)
-baseline = run_experiment(add_classification_head(base_model), loaders, profile, name="book: last position")
+# %% nbgrader={"grade": false, "grade_id": "a03_given_04", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+baseline = run_experiment(profile, name="book: last position")
+train_ds = baseline.loaders[0].dataset
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a03_given_05", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 # ## Task 1: how often is position -1 a pad token?
 #
-# Compute `pad_share`: the fraction (between 0 and 1) of the training messages in `train_ds`
-# whose token at the last position is the pad token `PAD_ID`. (`train_ds[i]` is a pair
+# Write `pad_share(dataset, pad_token_id)`: the fraction (between 0 and 1) of the messages in
+# `dataset` whose token at the last position is the pad token. (`dataset[i]` is a pair
 # `(token ids, label)`.)
 
 # %% nbgrader={"grade": false, "grade_id": "a03_pad_share", "locked": false, "schema_version": 3, "solution": true, "task": false}
-pad_share = None
-### BEGIN SOLUTION
-ends_in_pad = [int(ids[-1]) == PAD_ID for ids, _ in train_ds]
-pad_share = sum(ends_in_pad) / len(ends_in_pad)
-### END SOLUTION
-print(f"{pad_share:.1%} of the training messages end in a pad token")
+def pad_share(dataset, pad_token_id=PAD_ID):
+    ### BEGIN SOLUTION
+    ends_in_pad = [int(dataset[i][0][-1]) == pad_token_id for i in range(len(dataset))]
+    return sum(ends_in_pad) / len(ends_in_pad)
+    ### END SOLUTION
 
-# %% nbgrader={"grade": true, "grade_id": "a03_pad_share_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-check_pad_share(pad_share, train_ds)
 
-# %% [markdown]
+# %% nbgrader={"grade": true, "grade_id": "a03_pad_share_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+import sys
+sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
+from gptlib.assignments.integrity import checks
+checks = checks("a03")
+checks.pad_share(pad_share)
+
+# %% nbgrader={"grade": false, "grade_id": "a03_given_06", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+print(f"{pad_share(train_ds):.1%} of the training messages end in a pad token")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a03_given_07", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 # ## Task 2: the last real token
 #
 # Write `last_real_positions(input_ids, pad_token_id)`: for a batch of token ids of shape
 # `(batch, tokens)`, padded on the right with `pad_token_id`, return a tensor with one
 # position per row: the index of the row's last token that is **not** a pad token. The pad id
-# never occurs inside a message. Try to do it without a Python loop over the rows.
+# never occurs inside a message. Try to do it without a Python loop over the rows, and
+# without the library's own version.
 
 # %% nbgrader={"grade": false, "grade_id": "a03_last_real", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def last_real_positions(input_ids, pad_token_id=PAD_ID):
@@ -117,68 +107,54 @@ def last_real_positions(input_ids, pad_token_id=PAD_ID):
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "a03_last_real_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-check_last_real_positions(last_real_positions)
+# %% nbgrader={"grade": true, "grade_id": "a03_last_real_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+import sys
+sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
+from gptlib.assignments.integrity import checks
+checks = checks("a03")
+checks.last_real_positions(last_real_positions)
 
-# %% [markdown]
-# Your function is what `token="last_real"` does inside the library
-# (`gptlib.classifier.last_real_index`). Here it is on the first training batch:
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a03_given_08", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# Your function is what `token="last_real"` does inside the library. Here it is on the
+# first training batch:
 
-# %%
-first_batch, _ = next(iter(loaders[0]))
+# %% nbgrader={"grade": false, "grade_id": "a03_given_09", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+first_batch, _ = next(iter(baseline.loaders[0]))
 print("batch shape:", tuple(first_batch.shape))
 print("last real positions:", last_real_positions(first_batch).tolist())
 
-# %% [markdown]
-# ## Task 3: padding per batch
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a03_given_10", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# ## Task 3: two runs that read the last real token
 #
-# Padding every message to the longest training message wastes computation on pad tokens.
-# Make datasets with `padding="batch"`, which leave messages unpadded, and build loaders from
-# them with `create_data_loaders` (the profile's batch size and seed): each batch is then
-# padded only to its own longest message. Store the loaders in `batch_loaders`. Give the
-# validation and test sets the training set's `max_length`, as the book does (longer
-# messages are cut to it).
-
-# %% nbgrader={"grade": false, "grade_id": "a03_batch_loaders", "locked": false, "schema_version": 3, "solution": true, "task": false}
-batch_loaders = None
-### BEGIN SOLUTION
-train_b = SpamDataset(train_csv, tokenizer, padding="batch")
-val_b = SpamDataset(val_csv, tokenizer, max_length=train_b.max_length, padding="batch")
-test_b = SpamDataset(test_csv, tokenizer, max_length=train_b.max_length, padding="batch")
-batch_loaders = create_data_loaders(train_b, val_b, test_b, batch_size=profile.batch_size, seed=profile.seed)
-### END SOLUTION
-
-# %% nbgrader={"grade": true, "grade_id": "a03_batch_loaders_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-check_batch_padding(batch_loaders)
-
-# %% [markdown]
-# ## Task 4: two runs that read the last real token
-#
-# 1. `run_last_real`: a fresh classifier trained on the baseline's `loaders` (the book's
-#    padding) that reads the last real token (`run_experiment(..., token="last_real")`).
-# 2. `run_batch`: the same, but trained on your `batch_loaders`.
+# 1. `run_last_real`: the baseline's classifier and padding, reading the last real token
+#    (the `token` setting).
+# 2. `run_batch`: the same, but with each batch padded only to its own longest message (the
+#    `padding` setting). Padding every message to the longest training message wastes
+#    computation on pad tokens; per-batch padding does not.
 
 # %% nbgrader={"grade": false, "grade_id": "a03_runs", "locked": false, "schema_version": 3, "solution": true, "task": false}
 run_last_real, run_batch = None, None
 ### BEGIN SOLUTION
-run_last_real = run_experiment(add_classification_head(base_model), loaders, profile,
-                               token="last_real", name="last real token")
-run_batch = run_experiment(add_classification_head(base_model), batch_loaders, profile,
-                           token="last_real", name="last real token, per-batch padding")
+run_last_real = run_experiment(profile, token="last_real", name="last real token")
+run_batch = run_experiment(profile, token="last_real", padding="batch", name="last real token, per-batch padding")
 ### END SOLUTION
 
-# %% nbgrader={"grade": true, "grade_id": "a03_runs_check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-check_position_runs(baseline, run_last_real, run_batch)
+# %% nbgrader={"grade": true, "grade_id": "a03_runs_check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+import sys
+sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
+from gptlib.assignments.integrity import checks
+checks = checks("a03")
+checks.position_runs(run_last_real, run_batch, baseline)
 
-# %%
-compare_runs({"book: last position": baseline, "last real token": run_last_real,
-              "last real, per batch": run_batch}).round(3)
+# %% nbgrader={"grade": false, "grade_id": "a03_given_11", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+compare_runs({run.name: run for run in (baseline, run_last_real, run_batch) if run is not None}).round(3)
 
-# %% [markdown]
-# **Question.**
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a03_given_12", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# **Question 1.**
 #
-# 1. Why does reading the last real token help so much more than any other change of this
-#    chapter's exercises? Relate it to your `pad_share`.
+# 1. With pretrained weights the book gains 3.33 points of test accuracy by reading the last
+#    real token (bonus table: 95.00% to 98.33%). Did your run gain, and how does that
+#    relate to your `pad_share`? Why might random weights behave differently?
 # 2. Why do `run_last_real` and `run_batch` give the same results (up to rounding), although
 #    their batches have different widths? Name the two properties of the model and of the
 #    padding that make this exact.
@@ -191,8 +167,9 @@ compare_runs({"book: last position": baseline, "last real token": run_last_real,
 #    book's classifier reads a position whose input is `<|endoftext|>` and which sees the
 #    message only through attention over many pads; the trainable last block has to learn
 #    to dig the message out of there. The last real token is where the model has just read
-#    the whole message, exactly the position pretraining taught it to summarise the text
-#    so far, so the features there are directly useful.
+#    the whole message, the position pretraining taught it to summarise the text so far,
+#    so its features are directly useful. With random weights there is no such summary to
+#    use: both positions are equally arbitrary to the frozen blocks, and the gain can vanish.
 # 2. The pads come after the last real token (right padding), and the causal mask stops
 #    every position from attending to later positions. So the output at the last real token
 #    is the same however many pads follow it, and with the same seed the two runs see the
@@ -202,4 +179,83 @@ compare_runs({"book: last position": baseline, "last real token": run_last_real,
 #    of each batch and a pad token, at a varying distance from the message, for the others.
 #    What the classifier reads then depends on which messages share a batch, so the results
 #    change (and the training signal is less consistent).
+# ### END SOLUTION
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a03_given_13", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# ## Task 4: the loss by hand
+#
+# The classifier's loss is the cross-entropy of the read token's logits (shape
+# `(batch, classes)`) and the labels. Cross-entropy is two steps: `log_softmax` turns logits
+# into log-probabilities, and the negative log-likelihood (NLL) takes minus the
+# log-probability of each row's target class, averaged over the rows.
+#
+# 1. `cross_entropy_by_hand(logits, targets)`: exactly that, with torch operations
+#    (`torch.log_softmax`, then pick each row's target entry: `gather` or indexing), without
+#    `F.cross_entropy`, `F.nll_loss` or the loss classes. Return a tensor, so that it can be
+#    backpropagated.
+# 2. `nll_of_softmax(logits, targets)`: the classic mistake, for comparison:
+#    `F.nll_loss(torch.softmax(logits, dim=-1), targets)`.
+# 3. `one_logit_loss(logits, targets)`: a classifier could have *one* output instead of two.
+#    Compute one logit per row, `z_spam - z_ham` (column 1 minus column 0), and the loss of
+#    `torch.nn.BCEWithLogitsLoss` on it with the labels as floats.
+
+# %% nbgrader={"grade": false, "grade_id": "a03_losses", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def cross_entropy_by_hand(logits, targets):
+    ### BEGIN SOLUTION
+    log_probs = torch.log_softmax(logits, dim=-1)
+    return -log_probs.gather(1, targets.unsqueeze(1)).mean()
+    ### END SOLUTION
+
+
+def nll_of_softmax(logits, targets):
+    ### BEGIN SOLUTION
+    return F.nll_loss(torch.softmax(logits, dim=-1), targets)
+    ### END SOLUTION
+
+
+def one_logit_loss(logits, targets):
+    ### BEGIN SOLUTION
+    z = logits[:, 1] - logits[:, 0]
+    return torch.nn.BCEWithLogitsLoss()(z, targets.float())
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "a03_cross_entropy_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+import sys
+sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
+from gptlib.assignments.integrity import checks
+checks = checks("a03")
+checks.cross_entropy_by_hand(cross_entropy_by_hand)
+
+# %% nbgrader={"grade": true, "grade_id": "a03_nll_softmax_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+import sys
+sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
+from gptlib.assignments.integrity import checks
+checks = checks("a03")
+checks.nll_of_softmax(nll_of_softmax)
+
+# %% nbgrader={"grade": true, "grade_id": "a03_one_logit_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+import sys
+sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
+from gptlib.assignments.integrity import checks
+checks = checks("a03")
+checks.one_logit_loss(one_logit_loss)
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a03_given_14", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# **Question 2.** Why is `F.nll_loss` on softmax output wrong, and why does it still seem to
+# "work" (it decreases when the model gets better)? One logit with a sigmoid gives exactly
+# the same loss as two logits with softmax: why, and why does the book keep two outputs
+# anyway? (See Sebastian Raschka's "Losses Learned", https://sebastianraschka.com/blog/2022/losses-learned-part1.html.)
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "a03_loss_answer", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# ### BEGIN SOLUTION
+# `nll_loss` expects log-probabilities: it only picks minus the entry of the target class.
+# Given probabilities it returns -p (between -1 and 0) instead of -log p, so a confident
+# wrong answer costs at most 1 instead of growing without bound, and the gradients are far
+# too small where the model is badly wrong; it moves in the right direction, which is why
+# it seems to work, but it is not cross-entropy. With two classes,
+# softmax(z)_spam = e^z1 / (e^z0 + e^z1) = 1 / (1 + e^-(z1 - z0)) = sigmoid(z1 - z0), so
+# BCE on the single logit z1 - z0 is the same loss. The book keeps two outputs because the
+# same code then works for any number of classes (assignment 5 has three) and the
+# prediction is always an argmax.
 # ### END SOLUTION

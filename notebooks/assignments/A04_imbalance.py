@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a04_given_01", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 # # Assignment 4: imbalanced classes, and what accuracy hides
 #
 # **Goals.**
@@ -29,134 +29,114 @@
 # precision and recall) of the chapter.
 #
 # **How to work.** Cells with `# YOUR CODE HERE` are yours: replace the
-# `raise NotImplementedError()` line. The check cell after each one tests what your code
-# computed and prints `OK: ...` or stops with a message saying what is wrong. Answers in
-# words go into the `YOUR ANSWER HERE` cells.
+# `raise NotImplementedError()` line. The check cell after each one tests your code on
+# inputs it makes itself, and prints `OK: ...` or a short message saying what is wrong.
+# Answers in words go into the `YOUR ANSWER HERE` cells.
 #
 # **Time.** With the real model, about 5 minutes of computing on a recent laptop CPU,
 # two to four times that on an older one (an estimate; see the teacher's guide). With
-# `GPTLIB_PROFILE=smoke` it runs in well under a minute; the numbers then come from a tiny
-# random model, the steps are the same.
+# `PROFILE = "smoke"` it runs in under a minute; the numbers then come from a tiny random
+# model, the steps are the same.
 
 # %% tags=["parameters"]
-from gptlib.notebook import load_profile
-
-# None reads $GPTLIB_PROFILE: unset means "book" (pretrained gpt2-small, real data, 5 epochs),
-# "smoke" a tiny random model and a small made-up data file.
+# Your choice for your own work: None reads $GPTLIB_PROFILE (unset: "book", pretrained
+# gpt2-small and the real data); "smoke" is a tiny random model on a small made-up data file.
+# Grading uses the profile your teacher chooses, whatever this cell says.
 PROFILE = None
-profile = load_profile(PROFILE)
-# The unbalanced training split has about 3,900 messages; the first 1,045 (the size of the
-# book's balanced training set) keep the training time the book's. None uses all of them.
-TRAIN_LIMIT = 1045
-MAX_LENGTH = 120  # pad or cut every message to the book's length
-if profile.name == "smoke":
-    # the tiny model needs a larger learning rate to move at all in a few steps
-    profile = profile.replace(epochs=2, lr=1e-3)
-print(profile)
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "a04_given_02", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 import pandas as pd
-import torch  # noqa: F401  (not used by this cell; your answers may need it)
 
-from gptlib import get_tokenizer
-from gptlib.assignments import (
-    check_majority_accuracy,
-    check_precision_recall_f1,
-    check_spam_metrics,
-    check_spam_share,
-    check_unbalanced_run,
-    collect_predictions,
-    run_experiment,
-)
-from gptlib.classifier import add_classification_head
-from gptlib.data import (
-    SpamDataset,
-    create_balanced_dataset,
-    create_data_loaders,
-    prepare_spam_splits,
-)
-from gptlib.notebook import load_base_model, profile_device, spam_data_file
+from gptlib.assignments.a04 import MAX_LENGTH, TRAIN_LIMIT, unbalanced_splits
+from gptlib.assignments.profiles import setup
+from gptlib.assignments.runner import collect_predictions, run_experiment
+from gptlib.data import create_balanced_dataset
 
-tokenizer = get_tokenizer()
-device = profile_device(profile)
-print("device:", device)
+profile = setup("A04", PROFILE)
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a04_given_03", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 # ## The data as it comes
 #
-# `prepare_spam_splits(..., balanced=False)` reads, maps and splits the messages 70/10/20
-# without balancing them first. The validation and test sets keep the real proportions,
-# which is what a spam filter meets in use.
+# The messages are read, mapped and split 70/10/20 without balancing them first
+# (`prepare_spam_splits(..., balanced=False)`). The unbalanced training split has about
+# 3,900 messages; the first `TRAIN_LIMIT` (1,045, the size of the book's balanced training
+# set) keep the training time the book's. The validation and test sets keep the real
+# proportions, which is what a spam filter meets in use. Every message is padded or cut to
+# `MAX_LENGTH` (120) tokens, the book's length: four training messages are longer and lose
+# their end.
 
-# %%
-data_file = spam_data_file(profile)
-train_csv, val_csv, test_csv = prepare_spam_splits(
-    data_file, profile.work_dir / "assignments" / "spam-unbalanced", balanced=False)
-train_all = pd.read_csv(train_csv)
+# %% nbgrader={"grade": false, "grade_id": "a04_given_04", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+train_all, val_df, test_df = unbalanced_splits(profile)
 train_df = train_all.iloc[:TRAIN_LIMIT]
-val_ds = SpamDataset(val_csv, tokenizer, max_length=MAX_LENGTH)
-test_ds = SpamDataset(test_csv, tokenizer, max_length=MAX_LENGTH)
-base_model = load_base_model(profile)
-print(f"training split {len(train_all)} messages (using {len(train_df)}), validation {len(val_ds)}, "
-      f"test {len(test_ds)}")
+print(f"training split {len(train_all)} messages (using {len(train_df)}), validation {len(val_df)}, "
+      f"test {len(test_df)}; padded to {MAX_LENGTH} tokens")
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a04_given_05", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 # ## Task 1: how unbalanced, and how good is doing nothing?
 #
-# 1. `spam_share`: the fraction of the messages in `train_df` labelled spam (label 1).
-# 2. `majority_accuracy`: the accuracy on the test set (`test_ds.labels`) of a "classifier"
-#    that answers "not spam" (0) to every message.
+# 1. `spam_share(labels)`: the fraction of a list of labels that are spam (label 1).
+# 2. `majority_accuracy(labels)`: the accuracy on those labels of a "classifier" that
+#    answers "not spam" (0) to every message.
 
 # %% nbgrader={"grade": false, "grade_id": "a04_shares", "locked": false, "schema_version": 3, "solution": true, "task": false}
-spam_share, majority_accuracy = None, None
-### BEGIN SOLUTION
-spam_share = (train_df["Label"] == 1).mean()
-majority_accuracy = sum(label == 0 for label in test_ds.labels) / len(test_ds)
-### END SOLUTION
+def spam_share(labels):
+    ### BEGIN SOLUTION
+    return sum(label == 1 for label in labels) / len(labels)
+    ### END SOLUTION
 
-# %% nbgrader={"grade": true, "grade_id": "a04_shares_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-check_spam_share(spam_share, train_df)
-check_majority_accuracy(majority_accuracy, test_ds)
 
-# %% [markdown]
+def majority_accuracy(labels):
+    ### BEGIN SOLUTION
+    return sum(label == 0 for label in labels) / len(labels)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "a04_shares_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+import sys
+sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
+from gptlib.assignments.integrity import checks
+checks = checks("a04")
+checks.shares(spam_share, majority_accuracy)
+
+# %% nbgrader={"grade": false, "grade_id": "a04_given_06", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+print(f"spam share of the training messages: {spam_share(train_df['Label'].tolist()):.1%}; "
+      f"always 'not spam' on the test set: {majority_accuracy(test_df['Label'].tolist()):.2%}")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a04_given_07", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 # ## Task 2: train on the unbalanced messages
 #
-# Make a training dataset from `train_df` (padded to `MAX_LENGTH`), loaders from it and the
-# given `val_ds` and `test_ds` (the profile's batch size and seed), and train a fresh
-# classifier (the book's head) on them with `run_experiment`. Store the loaders in
-# `unbalanced_loaders` and the run in `run_unbalanced`.
+# Train the book's classifier on `train_df` as it is, with `val_df` and `test_df` for
+# validation and test, every message padded to `MAX_LENGTH`:
+# `run_experiment(profile, train=..., validation=..., test=..., max_length=...)`. Store the
+# run in `run_unbalanced`.
 
 # %% nbgrader={"grade": false, "grade_id": "a04_unbalanced_run", "locked": false, "schema_version": 3, "solution": true, "task": false}
-unbalanced_loaders, run_unbalanced = None, None
+run_unbalanced = None
 ### BEGIN SOLUTION
-unbalanced_train = SpamDataset(train_df, tokenizer, max_length=MAX_LENGTH)
-unbalanced_loaders = create_data_loaders(unbalanced_train, val_ds, test_ds,
-                                         batch_size=profile.batch_size, seed=profile.seed)
-run_unbalanced = run_experiment(add_classification_head(base_model), unbalanced_loaders, profile,
-                                name="trained unbalanced")
+run_unbalanced = run_experiment(profile, train=train_df, validation=val_df, test=test_df,
+                                max_length=MAX_LENGTH, name="trained unbalanced")
 ### END SOLUTION
 
-# %% nbgrader={"grade": true, "grade_id": "a04_unbalanced_run_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-check_unbalanced_run(run_unbalanced, train_df, test_ds, MAX_LENGTH)
+# %% nbgrader={"grade": true, "grade_id": "a04_unbalanced_run_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+import sys
+sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
+from gptlib.assignments.integrity import checks
+checks = checks("a04")
+checks.unbalanced_run(run_unbalanced)
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a04_given_08", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 # For comparison, a model trained the book's way: the *training split* is balanced with
 # `create_balanced_dataset` (all its spam plus as many randomly chosen "not spam"
 # messages), while validation and test stay as they are. Balancing only the training data
 # keeps the test set realistic and never puts a test message into training.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "a04_given_09", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 balanced_df = create_balanced_dataset(train_all)
-balanced_train = SpamDataset(balanced_df, tokenizer, max_length=MAX_LENGTH)
-balanced_loaders = create_data_loaders(balanced_train, val_ds, test_ds,
-                                       batch_size=profile.batch_size, seed=profile.seed)
-run_balanced = run_experiment(add_classification_head(base_model), balanced_loaders, profile,
-                              name="trained balanced")
-test_loader = balanced_loaders[2]  # the realistic test set; the same for both models
-print(f"balanced training set: {len(balanced_train)} messages, "
-      f"{sum(balanced_train.labels) / len(balanced_train):.0%} spam")
+run_balanced = run_experiment(profile, train=balanced_df, validation=val_df, test=test_df,
+                              max_length=MAX_LENGTH, name="trained balanced")
+print(f"balanced training set: {len(balanced_df)} messages, {balanced_df['Label'].mean():.0%} spam")
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a04_given_10", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 # ## Task 3: precision, recall and F1
 #
 # Write `precision_recall_f1(predictions, labels, positive=1)` for lists of class ids; it
@@ -167,7 +147,7 @@ print(f"balanced training set: {len(balanced_train)} messages, "
 # * F1: the harmonic mean of the two, `2 * P * R / (P + R)`.
 #
 # Where a ratio would divide by zero (nothing predicted positive, or no positive messages),
-# use 0.0, as `gptlib.train.classification_metrics` does.
+# use 0.0. Do not call `gptlib.train.classification_metrics`.
 
 # %% nbgrader={"grade": false, "grade_id": "a04_prf", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def precision_recall_f1(predictions, labels, positive=1):
@@ -183,38 +163,48 @@ def precision_recall_f1(predictions, labels, positive=1):
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "a04_prf_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-check_precision_recall_f1(precision_recall_f1)
+# %% nbgrader={"grade": true, "grade_id": "a04_prf_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+import sys
+sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
+from gptlib.assignments.integrity import checks
+checks = checks("a04")
+checks.precision_recall_f1(precision_recall_f1)
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a04_given_11", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 # ## Task 4: both models on the realistic test set
 #
-# `collect_predictions(loader, model)` returns `(predictions, labels)` for a whole loader.
-# For each of the two runs, compute on the test set (`test_loader`) a dict with the
-# keys `"accuracy"`, `"precision"`, `"recall"` and `"f1"` (spam is the positive class), and
-# store them in `metrics_unbalanced` and `metrics_balanced`.
+# Write `spam_metrics(model, loader)`: a dict with the keys `"accuracy"`, `"precision"`,
+# `"recall"` and `"f1"` (spam is the positive class) of `model` on every message of `loader`.
+# `collect_predictions(loader, model)` returns `(predictions, labels)` for a whole loader;
+# use your `precision_recall_f1`.
 
 # %% nbgrader={"grade": false, "grade_id": "a04_metrics", "locked": false, "schema_version": 3, "solution": true, "task": false}
-metrics_unbalanced, metrics_balanced = None, None
-### BEGIN SOLUTION
-def metrics_of(run):
-    preds, labels = collect_predictions(test_loader, run.model)
+def spam_metrics(model, loader):
+    ### BEGIN SOLUTION
+    preds, labels = collect_predictions(loader, model)
     precision, recall, f1 = precision_recall_f1(preds, labels)
     accuracy = sum(p == y for p, y in zip(preds, labels)) / len(labels)
     return {"accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1}
+    ### END SOLUTION
 
 
-metrics_unbalanced = metrics_of(run_unbalanced)
-metrics_balanced = metrics_of(run_balanced)
-### END SOLUTION
-pd.DataFrame({"always 'not spam'": {"accuracy": majority_accuracy, "precision": 0.0, "recall": 0.0, "f1": 0.0},
-              "trained unbalanced": metrics_unbalanced, "trained balanced": metrics_balanced}).T.round(4)
+# %% nbgrader={"grade": true, "grade_id": "a04_metrics_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+import sys
+sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
+from gptlib.assignments.integrity import checks
+checks = checks("a04")
+checks.spam_metrics(spam_metrics)
 
-# %% nbgrader={"grade": true, "grade_id": "a04_metrics_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-check_spam_metrics(metrics_unbalanced, run_unbalanced, test_loader, name="metrics_unbalanced")
-check_spam_metrics(metrics_balanced, run_balanced, test_loader, name="metrics_balanced")
+# %% nbgrader={"grade": false, "grade_id": "a04_given_12", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+test_loader = run_balanced.loaders[2]  # the realistic test set; the same for both models
+table = {"always 'not spam'": {"accuracy": majority_accuracy(test_df["Label"].tolist()), "precision": 0.0,
+                               "recall": 0.0, "f1": 0.0},
+         "trained balanced": spam_metrics(run_balanced.model, test_loader)}
+if run_unbalanced is not None:
+    table["trained unbalanced"] = spam_metrics(run_unbalanced.model, test_loader)
+pd.DataFrame(table).T.round(4)
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": false, "grade_id": "a04_given_13", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 # **Question.**
 #
 # 1. Compare the two models' accuracy with `majority_accuracy`. Why is accuracy a poor
