@@ -290,6 +290,7 @@ z_diff = example_logits[:, 1] - example_logits[:, 0]  # z_spam - z_ham
 print(f"two logits, cross-entropy:         {one_step.item():.4f}")
 print(f"one logit (z_spam - z_ham), BCE:   {bce(z_diff, example_targets.float()).item():.4f}")
 
+# %%
 two_node = classifier.out_head
 one_node = torch.nn.Linear(two_node.in_features, 1)  # 769 weights instead of 1,538
 with torch.no_grad():
