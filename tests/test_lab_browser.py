@@ -88,6 +88,10 @@ def lab_server(tmp_path):
     notification = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     notification.parent.mkdir(parents=True)
     notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    # render every cell, not only those in view, so that a stored plot far down is in the page
+    tracker = settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True)
+    tracker.write_text(json.dumps({"windowingMode": "none"}))
 
     env = {k: v for k, v in os.environ.items() if k not in ("GPTLIB_DATA_DIR", "JUPYTER_TOKEN")}
     env.update(
@@ -290,7 +294,7 @@ def test_committed_notebook_shows_its_plots_without_running(lab_server, tmp_path
             page.goto(f"{base_url}/lab/tree/{DOCUMENT.name}", wait_until="domcontentloaded")
             page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
             _accept_dialogs(page)
-            assert page.locator(".jp-OutputArea-output", has_text="Profile").first.is_visible()
+            page.locator(".jp-OutputArea-output", has_text="Profile").first.wait_for(state="visible", timeout=60_000)
             plot = page.locator(".jp-OutputArea-output img").first
             plot.wait_for(state="attached", timeout=60_000)
             plot.scroll_into_view_if_needed()
