@@ -435,10 +435,11 @@ def test_sigint_stops_cleanly_and_keeps_the_previous_set(small_tsv, tmp_path, ca
     out = tmp_path / "run"
     before = _previous_run(small_tsv, out)
     capsys.readouterr()
-    proc = gptlib_process("finetune", "--data", small_tsv, *TINY, "--epochs", "30", "--output", out,
+    proc = gptlib_process("finetune", "--data", small_tsv, *TINY, "--epochs", "2000", "--output", out,
                           "--figures", "none")
     _wait_for(lambda: bool(_staged(out, "data")), proc)
     time.sleep(0.5)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
