@@ -59,7 +59,7 @@ def _curves(r) -> dict:
 
 
 def part_session() -> dict:
-    from gptlib.store import default_store
+    from gptlib.speed.store import default_store
 
     out = {}
     out["fast_first"], _ = _timed(_cfg(speed="fast"))
@@ -79,7 +79,7 @@ def part_session() -> dict:
 
 
 def part_new_process() -> dict:
-    from gptlib.store import default_store
+    from gptlib.speed.store import default_store
 
     seconds, _ = _timed(_cfg(speed="fast", lr=1e-4))
     return {"new_process_rerun": seconds, "store_stats": default_store().stats}
@@ -87,7 +87,7 @@ def part_new_process() -> dict:
 
 def part_lab_memory() -> dict:
     from gptlib.lab.engine import RunEngine
-    from gptlib.store import default_store
+    from gptlib.speed.store import default_store
 
     engine = RunEngine(_cfg(speed="fast"))
     changes = [{}, {"lr": 1e-4}, {"drop_rate": 0.1}, {"epochs": 3}, {"seed": 124}]

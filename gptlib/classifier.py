@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,38 @@ import pandas as pd
 import torch
 from torch import nn
 
-from gptlib.files import atomic_path
 from gptlib.model import GPTModel, count_parameters
+from gptlib.support.files import atomic_path
 
-TOKEN_CHOICES = ("last", "first", "last_real", "mean", "mean_padded")
-# the token choices that read every position, not one
-ALL_POSITION_TOKENS = ("mean", "mean_padded")
+
+@dataclass(frozen=True)
+class TokenChoice:
+    """What one way of reading the classifier's logits depends on (the one table of them).
+
+    ``one_position``: the logits of a single position are read (else all positions are
+    averaged). ``depends_on``: the leading positions of a padded row whose values decide what
+    is read: ``"row"`` every position, pads included; ``"real"`` the message's own tokens (the
+    causal mask keeps the pads after them from changing them); ``"first"`` the first token.
+    :func:`select_token_logits` computes each; ``gptlib.speed`` reads this table to know
+    which work it may skip.
+    """
+
+    name: str
+    one_position: bool
+    depends_on: str
+    help: str
+
+
+TOKENS = {
+    "last": TokenChoice("last", True, "row", "the last position, a pad if the message is shorter (the book's)"),
+    "first": TokenChoice("first", True, "first", "the first token (it sees only itself)"),
+    "last_real": TokenChoice("last_real", True, "real", "the message's own last token"),
+    "mean": TokenChoice("mean", False, "real", "the average over the message's own tokens"),
+    "mean_padded": TokenChoice("mean_padded", False, "row", "the average over every position, pads included "
+                               "(the bonus script's)"),
+}
+TOKEN_CHOICES = tuple(TOKENS)
+ALL_POSITION_TOKENS = tuple(name for name, choice in TOKENS.items() if not choice.one_position)
 TRAINABLE_HELP = ("'head', 'last_block' (the book's), 'last_N_blocks' (e.g. 'last_2_blocks'), 'all', an int N, "
                   "or 'lora' (appendix E: adapters on every Linear, the rest frozen)")
 
@@ -47,6 +74,8 @@ def add_classification_head(model: GPTModel, num_classes: int = 2, trainable: st
     Works on a copy unless ``inplace=True``, so running the cell twice never stacks changes.
     ``seed`` is set right before the head is created, as in the book, so the head's initial
     weights (and everything after) match the book's.
+
+    Shown in notebooks/03_replacing_the_output_head.
     """
     if num_classes < 2:
         raise ValueError(f"A classifier needs at least 2 classes; got num_classes={num_classes}.")
@@ -82,7 +111,10 @@ def trainable_blocks(trainable: str | int, n_layers: int) -> int:
 
 def set_trainable(model: GPTModel, trainable: str | int = "last_block") -> GPTModel:
     """Set ``requires_grad`` by name: the head always trains; then the last N blocks and the
-    final norm ('last_block', 'last_2_blocks', an int), or everything ('all'). Returns ``model``."""
+    final norm ('last_block', 'last_2_blocks', an int), or everything ('all'). Returns ``model``.
+
+    Shown in notebooks/03_replacing_the_output_head.
+    """
     if trainable == "lora":
         raise ValueError("trainable='lora' adds adapters rather than unfreezing parameters: use "
                          "gptlib.lora.add_lora(model) (FinetuneConfig(trainable='lora') does).")
@@ -97,18 +129,6 @@ def set_trainable(model: GPTModel, trainable: str | int = "last_block") -> GPTMo
                 param.requires_grad = True
         for param in model.final_norm.parameters():
             param.requires_grad = True
-    own_shared_parameters(model, trainable_only=True)
-    return model
-
-
-def own_shared_parameters(model: nn.Module, trainable_only: bool = False) -> nn.Module:
-    """Give ``model`` its own copy of every parameter it shares with a base model
-    (``gptlib.base_models`` shares frozen tensors between runs; such parameters carry
-    ``_gptlib_shared``), or only of those that train: what trains is never written into a base."""
-    for module in model.modules():
-        for name, p in list(module._parameters.items()):
-            if p is not None and getattr(p, "_gptlib_shared", False) and (p.requires_grad or not trainable_only):
-                module._parameters[name] = nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad)
     return model
 
 
@@ -119,7 +139,7 @@ def set_dropout(model: GPTModel, rate: float, scope: str = "all", inplace: bool 
     """Set every dropout layer's rate (``scope="all"``, the book's: frozen blocks drop too in
     training mode), or only those inside parts that train (``scope="trainable"``: the
     embeddings' dropout if they train, each block's if it trains), leaving the frozen part
-    deterministic so that its output can be computed once and reused (``gptlib.fast``).
+    deterministic so that its output can be computed once and reused (``gptlib.speed.cached``).
 
     In a frozen block, dropout is noise on the inputs of the part that trains: it changes what
     the training sees, not what the frozen block could learn.
@@ -188,7 +208,10 @@ def last_real_index(input_ids: torch.Tensor, pad_token_id: int = 50256) -> torch
 
 def select_token_logits(logits: torch.Tensor, input_ids: torch.Tensor, token: str = "last",
                         pad_token_id: int = 50256) -> torch.Tensor:
-    """Reduce (batch, tokens, classes) logits to (batch, classes) by the ``token`` choice."""
+    """Reduce (batch, tokens, classes) logits to (batch, classes) by the ``token`` choice.
+
+    Shown in notebooks/04_last_token_logits.
+    """
     if token == "last":
         return logits[:, -1, :]
     if token == "first":
@@ -206,7 +229,7 @@ def select_token_logits(logits: torch.Tensor, input_ids: torch.Tensor, token: st
 
 class ClassifierRunner(nn.Module):
     """The declared interface of a wrapper that runs a classifier for speed
-    (``gptlib.fast.CachedClassifier``): it computes the read token's logits itself, doing only
+    (``gptlib.speed.cached.CachedClassifier``): it computes the read token's logits itself, doing only
     the work that token needs. The training and evaluation functions ask for nothing else."""
 
     model: GPTModel
@@ -245,7 +268,7 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
     ``weights_only=True`` (tensors and plain data only), and every tensor the model needs is
     checked: a missing or mis-shaped one is named."""
     from gptlib.model import check_config
-    from gptlib.weight_files import WeightFileError, torch_load
+    from gptlib.support.weight_files import WeightFileError, torch_load
     from gptlib.weights import load_into
 
     path = Path(path)

@@ -80,7 +80,7 @@ def _run(cfg: FinetuneConfig, seeds: int, progress: bool) -> list:
     tests = ", ".join(f"{100 * r.test_accuracy:.2f}%" for r in results)
     print(f"test accuracy over {s['seeds']} seeds ({tests}): mean {100 * s['mean']:.2f}%, spread "
           f"{100 * s['std']:.2f} points, 95% interval {100 * s['low']:.2f}-{100 * s['high']:.2f}% "
-          f"({s['n']} test messages and the seeds' spread; see gptlib.noise)")
+          f"({s['n']} test messages and the seeds' spread; see gptlib.support.noise)")
     return results
 
 
@@ -124,7 +124,7 @@ def _book_line(exp) -> str:
 
 
 def _experiments_list(_args: argparse.Namespace) -> int:
-    from gptlib.experiments import SPLIT_NOTE, experiments
+    from gptlib.study.experiments import SPLIT_NOTE, experiments
 
     print("The book's chapter 6 experiments (accuracies in percent). Copy the flags into "
           "`python -m gptlib finetune`, or run one with `python -m gptlib experiments run KEY`.\n")
@@ -146,7 +146,7 @@ def _experiments_list(_args: argparse.Namespace) -> int:
 def _experiments_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from gptlib.experiments import compare, experiment, settings_flags
+    from gptlib.study.experiments import compare, experiment, settings_flags
 
     exp = experiment(args.key)
     overrides = {f.name: getattr(args, f.name) for f in setting_fields() if hasattr(args, f.name)}
@@ -178,7 +178,7 @@ def _verdict(cmp: dict) -> str:
 def _experiments_table(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from gptlib.experiments import SPLIT_NOTE, compare, experiments, format_value, read_runs
+    from gptlib.study.experiments import SPLIT_NOTE, compare, experiments, format_value, read_runs
 
     root = Path(args.runs)
     known = {exp.key for exp in experiments()}
@@ -210,7 +210,7 @@ def _experiments_table(args: argparse.Namespace) -> int:
             print(f"{'':<18} note: ran with {', '.join(f'{k}={format_value(v)}' for k, v in cmp['changed'].items())}"
                   " (not the experiment's settings)")
     print(f"\n* {SPLIT_NOTE}.\nWithin noise: the test difference lies inside the 95% band of both test "
-          "samples (binomial) and the seeds' spread (see gptlib.noise.compare_with_book).")
+          "samples (binomial) and the seeds' spread (see gptlib.support.noise.compare_with_book).")
     if not n_run:
         print(f"No runs in {root} yet: run one with `python -m gptlib experiments run KEY`.")
     for line in problems:
@@ -223,8 +223,8 @@ def _experiments(args: argparse.Namespace) -> int:
 
 
 def _cache(args: argparse.Namespace) -> int:
-    from gptlib.files import cache_dir
-    from gptlib.store import default_store
+    from gptlib.speed.store import default_store
+    from gptlib.support.files import cache_dir
 
     store = default_store()
     if args.action == "clear":
@@ -247,7 +247,7 @@ def _cache(args: argparse.Namespace) -> int:
 
 def _classify(args: argparse.Namespace) -> int:
     from gptlib.classifier import load_classifier
-    from gptlib.device import get_device
+    from gptlib.support.device import get_device
     from gptlib.tokenizer import get_tokenizer
     from gptlib.train import predict_proba
 
@@ -326,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "assignments": assignments_command, "cache": _cache,
                 "experiments": _experiments}
     from gptlib.data import DataError
-    from gptlib.download import DownloadError
+    from gptlib.support.download import DownloadError
     from gptlib.weights import WeightLoadError
 
     try:

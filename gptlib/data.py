@@ -17,8 +17,6 @@ same result.
 from __future__ import annotations
 
 import csv
-import os
-import zipfile
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -27,88 +25,30 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from gptlib.download import (
-    DownloadError,
-    atomic_write_bytes,
-    cache_dir,
-    download_file,
-    sha256_of,
+from gptlib.support.download import DownloadError, download_file
+from gptlib.support.files import atomic_write_bytes, sha256_of
+from gptlib.support.sms_files import (  # noqa: F401  (the file checks, re-exported for readers)
+    LABELS,
+    SPAM_BACKUP_URL,
+    SPAM_MEMBER,
+    SPAM_SHA256,
+    SPAM_URL,
+    TRAIN_FRAC,
+    VALIDATION_FRAC,
+    DataError,
+    check_sms_file,
+    checked,
+    default_data_dir,
+    find_local_copy,
+    label_id,
+    member_bytes,
+    raw_bytes,
+    read_split_csv,
+    require_columns,
+    shipped_spam_file,
 )
 
-SPAM_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
-SPAM_BACKUP_URL = "https://f001.backblazeb2.com/file/LLMs-from-scratch/sms%2Bspam%2Bcollection.zip"
-SPAM_MEMBER = "SMSSpamCollection"
-SPAM_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
-LABELS = {"ham": 0, "spam": 1}
 CLASS_NAMES = ("not spam", "spam")
-
-
-class DataError(ValueError):
-    """A data file or table is not what the pipeline needs (the message names file and problem)."""
-
-
-def shipped_spam_file() -> Path:
-    """The copy of the SMS Spam Collection shipped inside gptlib (CC BY 4.0; see
-    ``gptlib/assets/SMSSpamCollection.ATTRIBUTION.md``), checked against the book's sha256."""
-    from importlib import resources
-
-    path = Path(str(resources.files("gptlib").joinpath("assets/SMSSpamCollection")))
-    if not path.is_file() or sha256_of(path) != SPAM_SHA256:
-        raise DataError(f"The SMS data shipped with gptlib ({path}) is missing or changed (its sha256 is not the "
-                        "book's); reinstall gptlib, or give the data with --data / GPTLIB_DATA_DIR.")
-    return path
-
-
-def default_data_dir() -> Path:
-    """Where the SMS data is kept: ``$GPTLIB_HOME/data`` (see ``gptlib.download.cache_dir``)."""
-    return cache_dir() / "data"
-
-
-def find_local_copy(local_copy: str | Path | None = None) -> Path | None:
-    """A local ``SMSSpamCollection`` file or zip, from the argument or ``$GPTLIB_DATA_DIR``."""
-    candidates: list[Path] = []
-    for given in (local_copy, os.environ.get("GPTLIB_DATA_DIR")):
-        if not given:
-            continue
-        p = Path(given).expanduser()
-        if p.is_dir():
-            candidates += [p / SPAM_MEMBER, p / f"{SPAM_MEMBER}.tsv", p / "sms_spam_collection.zip",
-                           p / "sms_spam_collection" / SPAM_MEMBER]
-        else:
-            candidates.append(p)
-        if local_copy is not None and given is local_copy and not any(c.exists() for c in candidates):
-            raise FileNotFoundError(
-                f"Local copy {p} not found; pass the SMSSpamCollection file, its zip, or a folder holding one."
-            )
-    return next((c for c in candidates if c.is_file()), None)
-
-
-def _member_bytes(zip_path: Path) -> bytes:
-    """The ``SMSSpamCollection`` bytes inside a zip, with errors that name the file."""
-    try:
-        with zipfile.ZipFile(zip_path) as zf:
-            names = [n for n in zf.namelist() if Path(n).name == SPAM_MEMBER]
-            if not names:
-                raise DataError(
-                    f"{zip_path} holds no {SPAM_MEMBER} (it holds {zf.namelist()[:5]}); "
-                    "is it the SMS Spam Collection zip?"
-                )
-            return zf.read(names[0])
-    except zipfile.BadZipFile as err:
-        raise DataError(f"{zip_path} is not a valid zip file ({err}); delete it and download again.") from err
-
-
-def _checked(data: bytes, source: Path, sha256: str | None) -> bytes:
-    if sha256 is not None:
-        import hashlib
-
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != sha256:
-            raise DataError(
-                f"{source} has sha256 {digest}, expected {sha256}: the file is damaged or a "
-                "different version. Download it again (or pass sha256=None to accept it)."
-            )
-    return data
 
 
 def download_and_unzip_spam_data(
@@ -148,7 +88,7 @@ def download_and_unzip_spam_data(
 
     source = given or find_local_copy()
     if source is not None:
-        raw = _checked(_member_bytes(source) if zipfile.is_zipfile(source) else source.read_bytes(), source, sha256)
+        raw = checked(raw_bytes(source), source, sha256)
         if data_file_path.is_file() and data_file_path.read_bytes() == raw:
             say(f"{data_file_path} already holds the local copy {source}.")
             return data_file_path
@@ -165,7 +105,7 @@ def download_and_unzip_spam_data(
             "set GPTLIB_DATA_DIR to it, or pass local_copy=... (the CLI's --data)."
         ) from None
     try:
-        raw = _checked(_member_bytes(zip_path), zip_path, sha256)
+        raw = checked(member_bytes(zip_path), zip_path, sha256)
     except DataError:
         zip_path.unlink(missing_ok=True)  # never keep a bad zip as if it were complete
         raise
@@ -191,45 +131,12 @@ def read_sms_spam(path: str | Path, strict: bool = False) -> pd.DataFrame:
                        keep_default_na=False, na_filter=False, **kwargs)
 
 
-def check_sms_file(path: str | Path) -> Path:
-    """Check that a file is in the SMS Spam Collection's format, one message per line:
-    ``ham`` or ``spam``, one tab, a non-empty text, in UTF-8, with both labels present.
-    Raises :class:`DataError` naming the file and the line; returns the path."""
-    path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path} is a folder; give the SMSSpamCollection file inside it.")
-    if not path.exists():
-        raise FileNotFoundError(f"SMS data file {path} not found; run download_and_unzip_spam_data() first.")
-    counts = dict.fromkeys(LABELS, 0)
-    for number, line in enumerate(path.read_bytes().split(b"\n"), 1):
-        try:
-            text = line.decode("utf-8").rstrip("\r")
-        except UnicodeDecodeError as err:
-            raise DataError(f"{path} line {number}: byte 0x{line[err.start]:02x} is not UTF-8 text; "
-                            "save the file as UTF-8.") from None
-        if not text.strip():
-            continue
-        fields = text.split("\t")
-        where = f"{path} line {number}"
-        if len(fields) != 2:
-            raise DataError(f"{where}: expected a label, one tab and the text, but found {len(fields) - 1} "
-                            "tabs; a message must not contain a tab.")
-        if fields[0] not in LABELS:
-            raise DataError(f"{where}: the label {fields[0]!r} must be 'ham' or 'spam'.")
-        if not fields[1].strip():
-            raise DataError(f"{where}: the message text is empty; remove the line or add its text.")
-        counts[fields[0]] += 1
-    if not any(counts.values()):
-        raise DataError(f"{path} holds no messages; each line should be 'ham' or 'spam', a tab, then the text.")
-    missing = [label for label, n in counts.items() if n == 0]
-    if missing:
-        raise DataError(f"{path} has no {missing[0]!r} messages ({counts}); a spam classifier needs both classes.")
-    return path
-
-
 def create_balanced_dataset(df: pd.DataFrame, random_state: int = 123) -> pd.DataFrame:
-    """Undersample 'ham' to the number of 'spam' messages (ham first, then spam), as the book does."""
-    _require_columns(df, "the DataFrame")
+    """Undersample 'ham' to the number of 'spam' messages (ham first, then spam), as the book does.
+
+    Shown in notebooks/02_data_and_padding.
+    """
+    require_columns(df, "the DataFrame")
     labels = df["Label"].map(_label_name)
     num_spam = int((labels == "spam").sum())
     if num_spam == 0:
@@ -247,13 +154,16 @@ def _label_name(label: object) -> str:
 def map_labels(df: pd.DataFrame) -> pd.DataFrame:
     """A copy with labels ham -> 0 and spam -> 1. Re-running it is harmless (0/1 stay 0/1)."""
     out = df.copy()
-    out["Label"] = [_label_id(v, "the DataFrame", i) for i, v in enumerate(df["Label"])]
+    out["Label"] = [label_id(v, "the DataFrame", i) for i, v in enumerate(df["Label"])]
     return out
 
 
 def random_split(df: pd.DataFrame, train_frac: float, validation_frac: float,
                  random_state: int = 123) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Shuffle once, then cut into train / validation / test (the rest), as the book does."""
+    """Shuffle once, then cut into train / validation / test (the rest), as the book does.
+
+    Shown in notebooks/02_data_and_padding.
+    """
     if not (0 < train_frac < 1 and 0 <= validation_frac < 1 and train_frac + validation_frac <= 1):
         raise ValueError(
             f"train_frac ({train_frac}) and validation_frac ({validation_frac}) must be fractions "
@@ -286,34 +196,8 @@ def prepare_spam_splits(data_file: str | Path | None = None, folder: str | Path 
         raise DataError(f"{data_file} gives only {len(df)} messages{' once balanced' if balanced else ''}; the "
                         "70/10/20 split needs at least 10 (with balancing: 5 spam and 5 ham) to leave a "
                         "validation message.")
-    splits = random_split(map_labels(df), 0.7, 0.1)
+    splits = random_split(map_labels(df), TRAIN_FRAC, VALIDATION_FRAC)
     return save_splits(*splits, folder=folder or data_file.parent)
-
-
-def _require_columns(df: pd.DataFrame, source: str) -> None:
-    missing = [c for c in ("Label", "Text") if c not in df.columns]
-    if missing:
-        raise DataError(f"{source} needs columns 'Label' and 'Text'; it lacks {missing} (has {list(df.columns)}).")
-
-
-def _label_id(value: object, source: str, row: int | str, label_map: dict[str, int] | None = None) -> int:
-    row = row if isinstance(row, str) else f"row {row}"
-    if isinstance(value, str):
-        key = value.strip()
-        table = label_map or LABELS
-        if key in table:
-            return table[key]
-        if key.lstrip("-").isdigit():
-            value = int(key)
-        else:
-            raise DataError(f"{source}, {row}: label {value!r} is not one of {list(table)} (or 0/1).")
-    try:
-        as_float = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise DataError(f"{source}, {row}: label {value!r} is not a class id.") from None
-    if as_float != as_float or as_float < 0 or as_float != int(as_float):
-        raise DataError(f"{source}, {row}: label {value!r} must be a class id 0, 1, ... (or 'ham'/'spam').")
-    return int(as_float)
 
 
 class SpamDataset(Dataset):
@@ -325,6 +209,8 @@ class SpamDataset(Dataset):
     :func:`pad_collate` pads each batch to its own longest message instead.
     ``csv_file`` may also be a DataFrame. Texts are encoded with special tokens treated as
     plain text, so the pad id 50256 never occurs inside a message: trailing 50256s are padding.
+
+    Shown in notebooks/02_data_and_padding.
     """
 
     def __init__(self, csv_file: str | Path | pd.DataFrame, tokenizer, max_length: int | None = None,
@@ -338,15 +224,12 @@ class SpamDataset(Dataset):
             source = str(csv_file)
             if not Path(csv_file).exists():
                 raise FileNotFoundError(f"{csv_file} not found; create the splits with save_splits() first.")
-            try:
-                frame = pd.read_csv(csv_file)
-            except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
-                raise DataError(f"{source} is not a readable CSV with columns Label,Text ({err}).") from None
-        _require_columns(frame, source)
+            frame = read_split_csv(csv_file)  # UTF-8 checked; "NA" and "null" stay text
+        require_columns(frame, source)
         if len(frame) == 0:
             raise DataError(f"{source} has no rows: an empty split cannot be used for training or evaluation.")
         texts = frame["Text"]
-        # Frames from gptlib.own_data carry the file line of each row: errors then name it.
+        # Frames from gptlib.support.own_data carry the file line of each row: errors then name it.
         if isinstance(csv_file, pd.DataFrame) and "line" in frame.columns:
             rows = [f"line {n}" for n in frame["line"]]
         else:
@@ -354,7 +237,7 @@ class SpamDataset(Dataset):
         for row, text in zip(rows, texts):
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"{source}, {row}: the text is empty or missing ({text!r}).")
-        frame["Label"] = [_label_id(v, source, row, label_map) for row, v in zip(rows, frame["Label"])]
+        frame["Label"] = [label_id(v, source, row, label_map) for row, v in zip(rows, frame["Label"])]
         self.data = frame.reset_index(drop=True)
         self.pad_token_id = pad_token_id
         self.padding = padding
@@ -416,45 +299,15 @@ def pad_collate(batch: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_token_id
     return inputs, torch.stack([label for _, label in batch])
 
 
-class LengthGroupedBatchSampler(Sampler[list[int]]):
-    """Shuffled batches of messages of similar length, so per-batch padding computes few pads.
-
-    Each epoch: shuffle all indices, sort each window of ``batch_size * window`` by length,
-    cut into batches, shuffle the batch order. Uses torch's global random state, so a seed
-    makes it repeatable.
-    """
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, drop_last: bool = True, window: int = 50):
-        self.lengths = list(lengths)
-        self.batch_size = batch_size
-        self.drop_last = drop_last
-        self.window = window
-
-    def __iter__(self):
-        perm = torch.randperm(len(self.lengths)).tolist()
-        span = self.batch_size * self.window
-        ordered = []
-        for start in range(0, len(perm), span):
-            ordered += sorted(perm[start: start + span], key=lambda i: -self.lengths[i])
-        batches = [ordered[i: i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
-        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
-            batches.pop()
-        for b in torch.randperm(len(batches)).tolist():
-            yield batches[b]
-
-    def __len__(self) -> int:
-        n = len(self.lengths)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-
 def create_data_loaders(train_dataset: SpamDataset, val_dataset: SpamDataset, test_dataset: SpamDataset,
                         batch_size: int = 8, num_workers: int = 0, seed: int | None = 123,
-                        group_by_length: bool = False) -> tuple[DataLoader, DataLoader, DataLoader]:
+                        train_batch_sampler: Sampler[list[int]] | None = None
+                        ) -> tuple[DataLoader, DataLoader, DataLoader]:
     """The book's loaders: ``torch.manual_seed(seed)``, then train shuffled with ``drop_last``.
 
     Batches of datasets made with ``padding="batch"`` are padded per batch by ``pad_collate``.
-    ``group_by_length=True`` draws training batches of similar-length messages
-    (:class:`LengthGroupedBatchSampler`).
+    ``train_batch_sampler`` replaces the training loader's shuffled batches (the speed-ups'
+    length grouping, ``gptlib.speed.batching``).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1; got {batch_size}.")
@@ -468,9 +321,8 @@ def create_data_loaders(train_dataset: SpamDataset, val_dataset: SpamDataset, te
 
     def loader(ds: SpamDataset, train: bool) -> DataLoader:
         collate = partial(pad_collate, pad_token_id=ds.pad_token_id) if ds.padding == "batch" else None
-        if train and group_by_length:
-            sampler = LengthGroupedBatchSampler(ds.lengths, batch_size, drop_last=True)
-            return DataLoader(ds, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate)
+        if train and train_batch_sampler is not None:
+            return DataLoader(ds, batch_sampler=train_batch_sampler, num_workers=num_workers, collate_fn=collate)
         return DataLoader(ds, batch_size=batch_size, shuffle=train, num_workers=num_workers,
                           drop_last=train, collate_fn=collate)
 

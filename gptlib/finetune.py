@@ -12,14 +12,14 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from gptlib.base_models import base_is_loaded, base_model, classifier_from_base
+from gptlib import speed
 from gptlib.classifier import (
     save_classifier,
     set_causal_mask,
@@ -37,17 +37,23 @@ from gptlib.data import (
     download_and_unzip_spam_data,
     find_local_copy,
     prepare_spam_splits,
+    random_split,
     shipped_spam_file,
     spam_datasets,
 )
-from gptlib.device import get_device
-from gptlib.download import atomic_write_bytes, sha256_of
-from gptlib.fast import estimate_cache_bytes, speed_blocker, wrap_for_speed
-from gptlib.files import atomic_folder, probe_writable
 from gptlib.lora import add_lora, describe_lora, merge_lora, save_lora
-from gptlib.memory import check_fits, estimate_run_memory
 from gptlib.model import GPTModel, get_config
 from gptlib.settings import FinetuneConfig
+from gptlib.speed.memory import check_fits, estimate_run_memory
+from gptlib.speed.shared_base import (
+    base_is_loaded,
+    base_model,
+    classifier_from_base,
+    own_parameters,
+    own_trainable,
+)
+from gptlib.support.device import get_device
+from gptlib.support.files import atomic_folder, atomic_write_bytes, probe_writable, sha256_of
 from gptlib.tokenizer import get_tokenizer
 from gptlib.train import (
     calc_accuracy_loader,
@@ -76,12 +82,13 @@ class FinetuneResult:
     seconds: float
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     files: dict[str, str] = field(default_factory=dict)
+    splits: dict[str, Any] = field(default_factory=dict)  # run_finetune(evaluate_splits=...)'s results
     model: GPTModel | None = field(default=None, repr=False)
+    loaders: tuple | None = field(default=None, repr=False)  # (train, validation, test)
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("model")
-        return out
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("model", "loaders")}
+        return json.loads(json.dumps(out, default=str))
 
 
 def resolve_data_file(data: str | None, verbose: bool = True, url: str | None = None,
@@ -122,9 +129,10 @@ def build_datasets(cfg: FinetuneConfig, tokenizer, data_dir: Path, context_lengt
     and the class names: the book's SMS data, or your own CSV files (``cfg.csv`` or
     ``cfg.train_csv``/``val_csv``/``test_csv``, any number of classes)."""
     if cfg.csv or cfg.train_csv:
-        from gptlib.own_data import own_data_splits
+        from gptlib.support.own_data import own_data_splits
 
-        train_df, val_src, test_src, names = own_data_splits(cfg.train_csv, cfg.val_csv, cfg.test_csv, csv=cfg.csv)
+        train_df, val_src, test_src, names = own_data_splits(cfg.train_csv, cfg.val_csv, cfg.test_csv, csv=cfg.csv,
+                                                             split=random_split)
         if verbose:
             print(f"Your data: {len(names)} classes ({', '.join(names)}), from "
                   f"{cfg.csv or ', '.join(map(str, (cfg.train_csv, cfg.val_csv, cfg.test_csv)))}")
@@ -141,11 +149,11 @@ def build_datasets(cfg: FinetuneConfig, tokenizer, data_dir: Path, context_lengt
 
 
 def build_model(cfg: FinetuneConfig, device: torch.device, progress: bool = True,
-                num_classes: int = 2) -> GPTModel:
+                num_classes: int = 2, private: bool = False) -> GPTModel:
     """GPT-2 of the chosen size, pretrained or random, with the classification head, the
     causal mask on or off, and LoRA adapters for ``trainable="lora"``. The frozen part is
-    shared with the process's base model (loaded once, see :mod:`gptlib.base_models`);
-    what trains is the run's own."""
+    shared with the process's base model (loaded once, see :mod:`gptlib.speed.shared_base`);
+    what trains is the run's own (``private=True``: everything is)."""
     lora = cfg.trainable == "lora"
     model = classifier_from_base(cfg.model_size, cfg.weights, trainable="head" if lora else cfg.trainable,
                                  num_classes=num_classes, drop_rate=cfg.drop_rate,
@@ -158,32 +166,37 @@ def build_model(cfg: FinetuneConfig, device: torch.device, progress: bool = True
         model = set_dropout(model, cfg.drop_rate, scope=cfg.dropout_scope or "all", inplace=True)
     if not cfg.causal_mask:
         model = set_causal_mask(model, False, inplace=True)
-    return model
+    return own_parameters(model) if private else own_trainable(model)
 
 
 def run_finetune(cfg: FinetuneConfig | None = None, *, callback=None, progress: bool = True,
                  verbose: bool = True, save: bool = True,
-                 prepare_model: Callable[[GPTModel], GPTModel | None] | None = None) -> FinetuneResult:
+                 prepare_model: Callable[[GPTModel], GPTModel | None] | None = None,
+                 evaluate_splits: Callable[..., Any] | None = None) -> FinetuneResult:
     """Run the chapter end to end; returns a :class:`FinetuneResult` (model included).
 
     Unless ``save=False``, the run's files land in ``cfg.output`` as one set, all at once
-    (:func:`gptlib.files.atomic_folder`): ``classifier.pth`` (with its config),
+    (:func:`gptlib.support.files.atomic_folder`): ``classifier.pth`` (with its config),
     ``metrics.json``, ``plots/``, the data splits, and for LoRA ``lora_adapter.pt``. A run
     stopped at any moment leaves the previous set as it was. The plots are then copied to
     ``cfg.figures``. Folders that cannot be written are reported before training starts.
     ``prepare_model(model)`` may change the classifier before it trains (an assignment's
-    freezing by hand, say); it returns the model to train, or None for the same one.
+    freezing by hand, say); it returns the model to train, or None for the same one. It gets a
+    model of its own (nothing shared with the process's base model), so whatever it changes
+    never reaches the next run. ``evaluate_splits(loader, model, device, token)``, if given, is
+    called for each split after training; its results land in ``result.splits``.
     """
     cfg = cfg or FinetuneConfig()
     cfg.check()
     cfg = cfg.effective()
     if not save:
         with tempfile.TemporaryDirectory(prefix="gptlib-run-") as work:
-            return _train_and_evaluate(cfg, Path(work), callback, progress, verbose, prepare_model)
+            return _train_and_evaluate(cfg, Path(work), callback, progress, verbose, prepare_model,
+                                       evaluate_splits)
     output = Path(cfg.output)
     check_output_folders(cfg)
     with atomic_folder(output, carry=lambda name: name not in RUN_FILES) as work:
-        result = _train_and_evaluate(cfg, work, callback, progress, verbose, prepare_model)
+        result = _train_and_evaluate(cfg, work, callback, progress, verbose, prepare_model, evaluate_splits)
         _save_outputs(result, cfg, result.model, work, output)
     if cfg.figures and (output / "plots").is_dir():
         for plot in sorted((output / "plots").iterdir()):
@@ -219,7 +232,8 @@ def check_output_folders(cfg: FinetuneConfig) -> None:
 
 
 def _train_and_evaluate(cfg: FinetuneConfig, work: Path, callback, progress: bool, verbose: bool,
-                        prepare_model: Callable[[GPTModel], GPTModel | None] | None = None) -> FinetuneResult:
+                        prepare_model: Callable[[GPTModel], GPTModel | None] | None = None,
+                        evaluate_splits: Callable[..., Any] | None = None) -> FinetuneResult:
     """The run itself (``cfg`` checked and effective); the data splits are written to ``work``."""
     say = print if verbose else (lambda *a, **k: None)
     start = time.perf_counter()
@@ -231,48 +245,27 @@ def _train_and_evaluate(cfg: FinetuneConfig, work: Path, callback, progress: boo
                                                             verbose)
     check_labels(train_ds, val_ds, test_ds, class_names)
     say(_memory_line(cfg, device, train_ds, len(class_names)))
-    model = build_model(cfg, device, progress=progress, num_classes=len(class_names))
-    if prepare_model is not None:
+    model = build_model(cfg, device, progress=progress, num_classes=len(class_names),
+                        private=prepare_model is not None)
+    if prepare_model is not None:  # code that may change anything: the model is all its own
         changed = prepare_model(model)
-        model = model if changed is None else changed
-    runner = wrap_for_speed(model, cfg.speed)
-    # Fast mode groups messages of similar length into batches so that little padding is
-    # computed. Where training computes only the last block's read position over kept
-    # activations, padding costs next to nothing, and the book's shuffled batches (which mix
-    # short and long messages, ham and spam) are kept.
-    group = cfg.speed == "fast" and not (runner is not model and runner.padding_is_cheap_in_training(cfg.token))
-    loaders = create_data_loaders(train_ds, val_ds, test_ds, batch_size=cfg.batch_size, seed=cfg.seed,
-                                  group_by_length=group)
-    train_loader, val_loader, test_loader = loaders
-    say(f"Data: {len(train_ds)}/{len(val_ds)}/{len(test_ds)} messages, max_length {train_ds.max_length}, "
-        f"{len(train_loader)}/{len(val_loader)}/{len(test_loader)} batches of {cfg.batch_size}"
-        f"{', grouped by length' if group else ''}")
+        model = own_trainable(model if changed is None else changed)
     say(f"Model: {cfg.model_size}, {cfg.weights} weights, on {device}; {trainable_summary(model)}")
     if cfg.trainable == "lora":
         say(describe_lora(model))
     if not cfg.causal_mask:
         say("Causal mask off: every token attends to every token, pads included.")
-    if runner is model and cfg.speed != "book":
-        say(f"Speed '{cfg.speed}' does not apply here ({speed_blocker(model)}): the book's computation runs.")
-    if runner is not model:
-        datasets = (train_ds, val_ds, test_ds)
-        need = estimate_cache_bytes(datasets, cfg.token, model.cfg["emb_dim"], runner.cache_dtype)
-        say(f"Speed '{cfg.speed}': {runner.explain(cfg.token)}\n"
-            f"Kept activations need about {need / 2**20:,.0f} MiB ({runner.cache_dtype}); "
-            f"limit {runner.max_cache_bytes / 2**30:.1f} GiB.")
-        if runner.reuse_on():
-            began = time.perf_counter()
-            runner.warm_up(datasets, token=cfg.token, progress=progress)
-            how = {"computed": "computed", "memory": "taken from the store in memory",
-                   "disk": "taken from the store on disk"}.get(runner.warm_source or "", "computed")
-            say(f"Frozen activations {how} in {time.perf_counter() - began:.1f} s"
-                + (f"; {runner.store.describe()}" if runner.store is not None else ""))
+    fast = speed.prepare(model, cfg, (train_ds, val_ds, test_ds), device=device, say=say, progress=progress)
+    runner = fast.runner
+    loaders = create_data_loaders(train_ds, val_ds, test_ds, batch_size=cfg.batch_size, seed=cfg.seed,
+                                  train_batch_sampler=fast.train_batch_sampler)
+    train_loader, val_loader, test_loader = loaders
+    say(f"Data: {len(train_ds)}/{len(val_ds)}/{len(test_ds)} messages, max_length {train_ds.max_length}, "
+        f"{len(train_loader)}/{len(val_loader)}/{len(test_loader)} batches of {cfg.batch_size}")
 
     torch.manual_seed(cfg.seed)
-    # fast mode also takes PyTorch's fused AdamW (one kernel per step instead of many; the
-    # same update up to rounding); the other speeds keep the book's optimizer as it is.
-    fused = {"fused": True} if cfg.speed == "fast" and device.type in ("cpu", "cuda") else {}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  **fast.optimizer_kwargs)
     history = train_classifier_simple(
         runner, train_loader, val_loader, optimizer, device, num_epochs=cfg.epochs,
         eval_freq=cfg.eval_freq, eval_iter=cfg.eval_iter, token=cfg.token,
@@ -284,6 +277,11 @@ def _train_and_evaluate(cfg: FinetuneConfig, work: Path, callback, progress: boo
     val_acc = calc_accuracy_loader(val_loader, runner, device, **kw)
     test_metrics = classification_metrics(test_loader, runner, device, **kw)
     test_acc = test_metrics["accuracy"]  # the same predictions calc_accuracy_loader counts
+    splits = {}
+    if evaluate_splits is not None:  # e.g. the assignments' accuracy and loss of every split
+        splits = {name: evaluate_splits(loader, runner, device, cfg.token)
+                  for name, loader in zip(("train", "validation", "test"), loaders)}
+    fast.release()
     seconds = time.perf_counter() - start
     say(f"Training accuracy: {train_acc * 100:.2f}%\nValidation accuracy: {val_acc * 100:.2f}%\n"
         f"Test accuracy: {test_acc * 100:.2f}%  ({seconds:.1f} s)")
@@ -293,6 +291,7 @@ def _train_and_evaluate(cfg: FinetuneConfig, work: Path, callback, progress: boo
         val_accs=history[3], examples_seen=history[4], train_accuracy=train_acc, val_accuracy=val_acc,
         test_accuracy=test_acc, test_metrics=test_metrics, max_length=train_ds.max_length,
         trainable=trainable_summary(model), seconds=seconds, model=model, class_names=class_names,
+        splits=splits, loaders=loaders,
     )
     return result
 
@@ -300,10 +299,10 @@ def _train_and_evaluate(cfg: FinetuneConfig, work: Path, callback, progress: boo
 def run_finetune_seeds(cfg: FinetuneConfig, seeds: int, **kwargs: Any) -> tuple[list[FinetuneResult], dict[str, Any]]:
     """``cfg`` run ``seeds`` times, with seeds ``cfg.seed``, ``cfg.seed + 1``, ...: the noise of a
     setting made visible. Each run's files go to ``<output>/seed-<seed>`` (plots only for the
-    first). Returns the results and :func:`gptlib.noise.summarize` of their test accuracies;
+    first). Returns the results and :func:`gptlib.support.noise.summarize` of their test accuracies;
     ``kwargs`` go to :func:`run_finetune`. The frozen part is computed once for all seeds
     with pretrained weights (with random ones each seed is another model)."""
-    from gptlib.noise import summarize
+    from gptlib.support.noise import summarize
 
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1; got {seeds}.")

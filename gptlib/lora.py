@@ -51,7 +51,10 @@ def lora_scale(rank: int, alpha: float, scaling: str = "alpha") -> float:
 
 
 class LoRALayer(nn.Module):
-    """``scale * (x @ A @ B)``: the low-rank update of one layer."""
+    """``scale * (x @ A @ B)``: the low-rank update of one layer.
+
+    Shown in notebooks/07_lora.
+    """
 
     def __init__(self, in_dim: int, out_dim: int, rank: int, scale: float):
         super().__init__()
@@ -70,7 +73,10 @@ class LoRALayer(nn.Module):
 
 
 class LinearWithLoRA(nn.Module):
-    """A frozen ``Linear`` plus its LoRA update: ``linear(x) + lora(x)``."""
+    """A frozen ``Linear`` plus its LoRA update: ``linear(x) + lora(x)``.
+
+    Shown in notebooks/07_lora.
+    """
 
     def __init__(self, linear: nn.Linear, rank: int, scale: float):
         super().__init__()
@@ -105,7 +111,10 @@ def add_lora(model: nn.Module, rank: int = 16, alpha: float = 16.0, scaling: str
              head: str = "adapter", merged: bool = False, inplace: bool = False) -> nn.Module:
     """``model`` with every weight frozen and an adapter on every ``nn.Linear`` (the classifier's
     new head included), as appendix E does. ``head="full"`` also trains the head's own weight
-    and bias, as the bonus script does. Works on a copy unless ``inplace=True``."""
+    and bias, as the bonus script does. Works on a copy unless ``inplace=True``.
+
+    Shown in notebooks/07_lora.
+    """
     if head not in LORA_HEADS:
         raise LoRAError(f"lora_head must be one of {LORA_HEADS}; got {head!r}.")
     scale = lora_scale(rank, alpha, scaling)
@@ -163,7 +172,7 @@ def merge_lora(model: nn.Module, inplace: bool = False) -> nn.Module:
 def base_fingerprint(model: nn.Module) -> str:
     """sha256 over the frozen weights of a LoRA model (what its adapters were trained on),
     leaving out the adapters and whatever trains beside them."""
-    from gptlib.store import weights_fingerprint
+    from gptlib.support.fingerprint import weights_fingerprint
 
     holder = nn.Module()
     frozen = [(n, p) for n, p in model.named_parameters() if not p.requires_grad and ".lora." not in n]
@@ -179,7 +188,7 @@ def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_lora(model: nn.Module, path: str | Path) -> Path:
     """Write the adapters alone (atomically), with the settings and the base's fingerprint."""
-    from gptlib.files import atomic_path
+    from gptlib.support.files import atomic_path
 
     settings = getattr(model, "lora_settings", None)
     if not settings:

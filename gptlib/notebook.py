@@ -26,10 +26,10 @@ from typing import Any
 import torch
 
 from gptlib.data import SPAM_SHA256, shipped_spam_file
-from gptlib.device import get_device
-from gptlib.download import sha256_of
 from gptlib.finetune import base_model, resolve_data_file
 from gptlib.model import GPTModel
+from gptlib.support.device import get_device
+from gptlib.support.files import sha256_of
 from gptlib.tokenizer import END_OF_TEXT_ID, get_tokenizer
 from gptlib.train import encode_message
 
@@ -175,8 +175,11 @@ class NotebookStop(Exception):
 def load_base_model(profile: Profile) -> GPTModel:
     """The profile's GPT-2, before any change: OpenAI's weights, or random ones (seeded), in eval
     mode. Where pretrained weights are neither cached nor downloadable, stops the cell with one
-    line naming the two ways on."""
-    from gptlib.download import DownloadError
+    line naming the two ways on.
+
+    Shown in notebooks/01_two_kinds_of_finetuning.
+    """
+    from gptlib.support.download import DownloadError
     from gptlib.weights import weights_path
 
     try:
@@ -278,6 +281,8 @@ def attention_weights(model: GPTModel, input_ids: torch.Tensor, block: int = 0) 
 
     ``softmax(Q K^T / sqrt(head_dim))`` with the causal mask, from the block's ``W_query`` and
     ``W_key``, for the first message of ``input_ids`` (shape (1, tokens) or (tokens,)).
+
+    Shown in notebooks/04_last_token_logits.
     """
     ids = input_ids if input_ids.dim() == 2 else input_ids.unsqueeze(0)
     with torch.no_grad():
@@ -307,7 +312,7 @@ class BookNote:
         self.what, self.ours, self.book, self.n, self.profile, self.source = what, ours, book, n, profile, source
 
     def _parts(self) -> tuple[str, str, str]:
-        from gptlib.noise import binomial_halfwidth
+        from gptlib.support.noise import binomial_halfwidth
 
         book = f"{100 * self.book:.2f}%"
         noise = 100 * binomial_halfwidth(self.book, self.n)

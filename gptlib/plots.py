@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from gptlib.files import atomic_path  # noqa: E402
+from gptlib.support.files import atomic_path  # noqa: E402
 
 DEFAULT_FIGURES = Path("figures")
 

@@ -21,9 +21,12 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from gptlib.classifier import DROPOUT_SCOPES, TOKEN_CHOICES, TRAINABLE_HELP, trainable_blocks
-from gptlib.fast import SPEEDS
 from gptlib.lora import LORA_HEADS, LORA_SCALINGS
 from gptlib.model import MODEL_CONFIGS, get_config, resolve_preset
+
+# How a run computes: "book" the plain computation; "exact" the same numbers, faster; "fast"
+# also not bit-exact tricks (gptlib.speed applies them; this record only names them).
+SPEEDS = ("book", "exact", "fast")
 
 
 class SettingError(ValueError):
@@ -74,7 +77,7 @@ class FinetuneConfig:
     train_limit: int | None = _s(None, "use only the first N training messages (none: all)", "int?")
     speed: str = _s("exact", "book: the book's plain computation; exact: the same results, faster, by "
                     "reusing frozen activations; fast: last real token, per-batch padding, dropout only "
-                    "where training happens (see gptlib.fast)", "str", SPEEDS)
+                    "where training happens (see gptlib.speed.cached)", "str", SPEEDS)
     dropout_scope: str | None = _s(None, "where dropout acts: all (book: frozen blocks too) or trainable "
                                    "(only the parts that train); none: trainable in fast mode, else all",
                                    "str?", DROPOUT_SCOPES)

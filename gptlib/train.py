@@ -24,7 +24,10 @@ from gptlib.classifier import classifier_logits
 def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model: torch.nn.Module,
                     device: torch.device | str, token: str = "last", pad_token_id: int = 50256,
                     ignore_index: int = -100) -> torch.Tensor:
-    """Cross-entropy of one batch, on the logits of the chosen token."""
+    """Cross-entropy of one batch, on the logits of the chosen token.
+
+    Shown in notebooks/04_last_token_logits.
+    """
     input_batch, target_batch = input_batch.to(device), target_batch.to(device)
     logits = classifier_logits(model, input_batch, token, pad_token_id)
     return F.cross_entropy(logits, target_batch, ignore_index=ignore_index)
@@ -37,7 +40,10 @@ def _n_batches(data_loader: DataLoader, num_batches: int | None) -> int:
 def calc_loss_loader(data_loader: DataLoader, model: torch.nn.Module, device: torch.device | str,
                      num_batches: int | None = None, token: str = "last", pad_token_id: int = 50256,
                      ignore_index: int = -100) -> float:
-    """Mean batch loss over the first ``num_batches`` batches (all by default); NaN for an empty loader."""
+    """Mean batch loss over the first ``num_batches`` batches (all by default); NaN for an empty loader.
+
+    Shown in notebooks/05_finetuning_and_evaluation.
+    """
     if len(data_loader) == 0:
         return float("nan")
     n = _n_batches(data_loader, num_batches)
@@ -70,7 +76,10 @@ def _predictions(data_loader: DataLoader, model: torch.nn.Module, device: torch.
 
 def calc_accuracy_loader(data_loader: DataLoader, model: torch.nn.Module, device: torch.device | str,
                          num_batches: int | None = None, token: str = "last", pad_token_id: int = 50256) -> float:
-    """Fraction of correct predictions over the first ``num_batches`` batches (sets eval mode, as the book)."""
+    """Fraction of correct predictions over the first ``num_batches`` batches (sets eval mode, as the book).
+
+    Shown in notebooks/05_finetuning_and_evaluation.
+    """
     preds, targets = _predictions(data_loader, model, device, num_batches, token, pad_token_id)
     if len(targets) == 0:
         return float("nan")
@@ -123,7 +132,6 @@ def train_classifier_simple(
     progress: bool = False,
     callback: Callable[[EvalEvent], Any] | None = None,
     verbose: bool = True,
-    speed: str = "book",
     accumulation_steps: int = 1,
     ignore_index: int = -100,
 ) -> tuple[list[float], list[float], list[float], list[float], int]:
@@ -139,17 +147,13 @@ def train_classifier_simple(
     optimizer steps every N batches (and after an epoch's last batch), so batch 1 with N = 8
     makes batch 8's updates. Steps, ``eval_freq`` and ``examples_seen`` still count batches.
 
-    ``speed="exact"`` reuses frozen activations and computes only the read position
-    (``gptlib.fast``): the same results, several times faster. ``speed="fast"`` also keeps
-    and computes the frozen part in bfloat16 where the hardware does that fast (not bit-exact;
-    pair it with ``token="last_real"`` and per-batch padding, as ``FinetuneConfig(speed="fast")`` does).
+    The loop knows nothing of speed-ups: to use one, wrap the model once before the loop
+    (``gptlib.speed.wrap``), as nanoGPT compiles its model before its loop.
+
+    Shown in notebooks/05_finetuning_and_evaluation.
     """
     if accumulation_steps < 1:
         raise ValueError(f"accumulation_steps must be at least 1; got {accumulation_steps}.")
-    if speed != "book":
-        from gptlib.fast import wrap_for_speed  # fast sits on train's level; imported on demand
-
-        model = wrap_for_speed(model, speed)
     train_losses: list[float] = []
     val_losses: list[float] = []
     train_accs: list[float] = []
@@ -269,6 +273,8 @@ def classify_review(text: str, model: torch.nn.Module, tokenizer, device: torch.
 
     ``max_length=None`` uses the message as it is; a longer message than the model's context
     is truncated to it (the book's bug of truncating to the embedding width is not repeated).
+
+    Shown in notebooks/05_finetuning_and_evaluation.
     """
     probs = predict_proba(text, model, tokenizer, device, max_length, pad_token_id, token)
     return "spam" if max(range(len(probs)), key=probs.__getitem__) == 1 else "not spam"

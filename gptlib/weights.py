@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 
-from gptlib.download import DownloadError, cache_dir, download_file
 from gptlib.model import (
     BASE_CONFIG,
     MODEL_CONFIGS,
@@ -34,7 +33,14 @@ from gptlib.model import (
     register_weight_loader,
     resolve_preset,
 )
-from gptlib.weight_files import WeightFileError, check_safetensors, hf_cache_copy, torch_load
+from gptlib.support.download import DownloadError, download_file
+from gptlib.support.files import cache_dir
+from gptlib.support.weight_files import (
+    WeightFileError,
+    check_safetensors,
+    hf_cache_copy,
+    torch_load,
+)
 
 HF_REPOS = {
     "gpt2-small (124M)": "openai-community/gpt2",

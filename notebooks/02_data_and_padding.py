@@ -60,10 +60,10 @@ from gptlib.data import (
     read_sms_spam,
     save_splits,
 )
-from gptlib.download import DownloadError
 from gptlib.finetune import resolve_data_file
 from gptlib.lab.explorers import token_explorer
 from gptlib.notebook import describe_message, is_book_data, show_source, spam_data_file
+from gptlib.support.download import DownloadError
 from gptlib.tokenizer import END_OF_TEXT, END_OF_TEXT_ID
 
 tokenizer = get_tokenizer()

@@ -261,7 +261,7 @@ classifier.zero_grad(set_to_none=True)
 #
 # Forward, yes: block 11 needs their output. Backward, no: nothing below block 11 needs a
 # gradient, so autograd stops there. That is where the savings come from. gptlib's faster
-# modes (`gptlib.fast`) go further and compute the frozen blocks' output once per message.
+# modes (`gptlib.speed.cached`) go further and compute the frozen blocks' output once per message.
 #
 # </details>
 

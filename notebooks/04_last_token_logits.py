@@ -49,7 +49,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from gptlib import book_core, get_tokenizer
+from gptlib import get_tokenizer
 from gptlib.classifier import (
     TOKEN_CHOICES,
     add_classification_head,
@@ -312,12 +312,12 @@ print("equal:", torch.allclose(ce_two, bce_one, atol=1e-6))
 # to 7 million trained ones.
 #
 # The same cross-entropy identity holds for the classifier's output on a real batch, which
-# is what `calc_loss_batch` computes. The book-sized version (`gptlib.book_core`) shows the
-# idea in three lines; `gptlib.train.calc_loss_batch`, which the library runs, adds the choice
-# of token and `ignore_index`, and is tested to give the same loss:
+# is what `calc_loss_batch` computes. Here is `gptlib.train.calc_loss_batch`, the one the
+# library runs: the book's three lines, with the choice of token and `ignore_index` as
+# keywords whose defaults are the book's:
 
 # %%
-show_source(book_core.calc_loss_batch)
+show_source(calc_loss_batch)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -326,8 +326,6 @@ with torch.no_grad():
     loss = calc_loss_batch(batch, targets, classifier, "cpu")
     manual = F.nll_loss(F.log_softmax(classifier(batch)[:, -1, :], dim=-1), targets)
 print("calc_loss_batch == log_softmax + nll_loss:", torch.allclose(loss, manual))
-print("book-sized core gives the same:", torch.allclose(book_core.calc_loss_batch(batch, targets, classifier, "cpu"),
-                                                        loss))
 
 # %% [markdown]
 # **Further reading.** Sebastian Raschka,

@@ -52,7 +52,7 @@ import time
 import pandas as pd
 import torch
 
-from gptlib import GPTModel, book_core, get_config, get_tokenizer
+from gptlib import GPTModel, get_config, get_tokenizer, speed
 from gptlib.classifier import (
     add_classification_head,
     load_classifier,
@@ -61,7 +61,6 @@ from gptlib.classifier import (
 )
 from gptlib.data import CLASS_NAMES, create_data_loaders, prepare_spam_splits, spam_datasets
 from gptlib.lab.explorers import classify_explorer
-from gptlib.noise import binomial_halfwidth
 from gptlib.notebook import (
     book_note,
     load_base_model,
@@ -70,6 +69,7 @@ from gptlib.notebook import (
     spam_data_file,
 )
 from gptlib.plots import plot_training
+from gptlib.support.noise import binomial_halfwidth
 from gptlib.train import (
     calc_accuracy_loader,
     calc_loss_loader,
@@ -125,8 +125,8 @@ print(trainable_summary(untrained))
 # to give the same numbers.
 
 # %%
-show_source(book_core.calc_accuracy_loader)
-show_source(book_core.calc_loss_loader)
+show_source(calc_accuracy_loader)
+show_source(calc_loss_loader)
 
 # %%
 n_acc, n_loss = profile.accuracy_batches, profile.loss_batches
@@ -159,19 +159,19 @@ before.round(4)
 # | after each epoch | prints a generated text sample | measures accuracy on `eval_iter` batches |
 # | loss | cross-entropy over every next token | cross-entropy of the last position's two logits |
 #
-# Here it is at book size, from `gptlib.book_core`:
+# Here it is, `gptlib.train.train_classifier_simple`, the loop the cell below runs:
 
 # %%
-show_source(book_core.train_classifier_simple)
+show_source(train_classifier_simple)
 
 # %% [markdown]
-# The cell below runs `gptlib.train.train_classifier_simple`: the same loop with options
-# this notebook uses two of: a progress bar (`progress=True`), and `speed="exact"`, which
-# computes the eleven frozen blocks once per message and reuses their output in every epoch
-# (the same numbers as the book's loop, several times faster; see `gptlib.fast`). Its other
-# options choose the read token, accumulate gradients, or call back for live plots. `tests/test_book_core.py` checks that both versions give
-# the same losses, accuracies and examples seen. To see the library's version, run
-# `show_source(train_classifier_simple)`.
+# Its keywords beyond the book's (the read token, `ignore_index`, gradient accumulation, a
+# callback for live plots) default to the book's behaviour; the cell below uses one of them,
+# a progress bar (`progress=True`). The loop knows nothing of speed-ups. As nanoGPT compiles
+# its model once before its loop, the cell wraps the classifier once, before training:
+# `speed.wrap(classifier, "exact")` computes the eleven frozen blocks once per message and
+# reuses their output in every epoch (the same numbers as the book's loop, several times
+# faster; `tests/test_train.py` holds the loop equal to the book's package's own).
 
 # %% [markdown]
 # The training cell starts from a fresh copy of the untrained classifier each time it runs,
@@ -183,10 +183,11 @@ classifier = add_classification_head(base_model)
 torch.manual_seed(profile.seed)
 optimizer = torch.optim.AdamW(classifier.parameters(), lr=profile.lr, weight_decay=profile.weight_decay)
 start = time.perf_counter()
+runner = speed.wrap(classifier, "exact")  # once, before the loop; "book" trains the model itself
 train_losses, val_losses, train_accs, val_accs, examples_seen = train_classifier_simple(
-    classifier, train_loader, val_loader, optimizer, device,
+    runner, train_loader, val_loader, optimizer, device,
     num_epochs=profile.epochs, eval_freq=profile.eval_freq, eval_iter=profile.eval_iter,
-    progress=True, speed="exact")
+    progress=True)
 minutes = (time.perf_counter() - start) / 60
 print(f"Training took {minutes:.2f} minutes; {examples_seen:,} examples seen "
       f"({profile.epochs} epochs x {len(train_loader)} batches x {profile.batch_size}).")
@@ -256,12 +257,11 @@ pd.DataFrame(metrics["confusion_matrix"],
 #
 # `classify_review` (the book's name) tokenizes a message, pads it to the training length,
 # and returns the label of the larger logit at the last position. With the book's run both
-# examples come out right: the first is spam, the second is not. At book size (the
-# library's `gptlib.train.classify_review` gives the same answers and can also return
-# probabilities, via `predict_proba`):
+# examples come out right: the first is spam, the second is not. `gptlib.train.classify_review`
+# can also return probabilities, via `predict_proba`):
 
 # %%
-show_source(book_core.classify_review)
+show_source(classify_review)
 
 # %%
 examples = [
@@ -356,7 +356,7 @@ if len(val_losses) > 1:
 #   frozen block, dropout is noise on the inputs of the part that trains, a different
 #   noise at every step. With `dropout_scope="trainable"` dropout acts only in the blocks
 #   that train, so the frozen blocks compute the same output for a message every time and
-#   gptlib computes it once and reuses it (`gptlib.fast`). The lab's fast mode uses
+#   gptlib computes it once and reuses it (`gptlib.speed.cached`). The lab's fast mode uses
 #   "trainable" and says so; "exact" and "book" keep the book's "all", and pay for it:
 #   every step then runs all 12 blocks.
 # * **Weight decay** pulls every weight a little towards zero at each step, which favours

@@ -51,7 +51,8 @@ from IPython.display import display
 from gptlib import get_tokenizer
 from gptlib.classifier import load_classifier
 from gptlib.finetune import FinetuneConfig, run_finetune
-from gptlib.inspection import (
+from gptlib.notebook import profile_device, show_source, spam_data_file
+from gptlib.study.inspection import (
     NATURAL_SPAM_RATE,
     book_splits,
     misclassified,
@@ -65,7 +66,6 @@ from gptlib.inspection import (
     threshold_table,
     train_bow_baseline,
 )
-from gptlib.notebook import profile_device, show_source, spam_data_file
 from gptlib.train import predict_proba
 
 tokenizer = get_tokenizer()

@@ -23,6 +23,8 @@ Usage (from the repository root)::
     .venv/bin/python notebooks/build.py --execute offline   # the committed documents (about 20 min)
     .venv/bin/python notebooks/build.py 03_replacing_the_output_head.py 04 A02   # quick smoke check (prefix is enough)
     .venv/bin/python notebooks/build.py --sync-only      # steps 1 only, no execution
+    .venv/bin/python notebooks/build.py --refresh-sources  # step 1, then every show_source output
+                                                           # redrawn from today's library (seconds)
 
 A quick check (no ``--execute``) leaves only the checked outputs, as the assignments are
 kept; rebuild a chapter notebook with ``--execute offline`` before committing it.
@@ -111,10 +113,56 @@ def execute(ipynb: Path, timeout: int, profile: str | None = None) -> None:
     nbformat.write(nb, ipynb)
 
 
+SHOWN = ("gptlib.notebook", "gptlib.data", "gptlib.classifier", "gptlib.train", "gptlib.lora",
+         "gptlib.study.inspection", "gptlib.assignments.runner")
+
+
+def shown_object(name: str):
+    """The gptlib function or class called ``name`` that a ``show_source(name)`` cell shows."""
+    import importlib
+
+    for module in SHOWN:
+        obj = vars(importlib.import_module(module)).get(name)
+        if obj is not None and getattr(obj, "__module__", None) == module:
+            return obj
+    raise LookupError(f"show_source({name}): no gptlib function or class of that name in {SHOWN}")
+
+
+def refresh_sources(ipynb: Path) -> int:
+    """Redraw the output of every cell that only calls ``show_source(...)``, as the kernel would,
+    from the library as it is now: the stored document never shows code the library no longer
+    has. Returns the number of cells redrawn."""
+    import re
+
+    import nbformat
+
+    from gptlib.notebook import source_of
+
+    nb = nbformat.read(ipynb, as_version=4)
+    redrawn = 0
+    for cell in nb.cells:
+        lines = [line for line in cell.source.splitlines() if line.strip()] if cell.cell_type == "code" else []
+        names = [re.fullmatch(r"show_source\((\w+)\)", line.strip()) for line in lines]
+        if not lines or not all(names) or not cell.outputs:
+            continue
+        outputs = []
+        for match in names:
+            source = source_of(shown_object(match.group(1))).rstrip("\n")
+            fence = "````" if "```" in source else "```"
+            outputs.append(nbformat.v4.new_output("display_data", data={
+                "text/markdown": f"{fence}python\n{source}\n{fence}", "text/plain": source}))
+        cell.outputs = outputs
+        redrawn += 1
+    nbformat.write(nb, ipynb)
+    return redrawn
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", help="scripts to build (default: all NN_*.py and assignments/A*.py)")
     parser.add_argument("--sync-only", action="store_true", help="only pair scripts and notebooks")
+    parser.add_argument("--refresh-sources", action="store_true",
+                        help="pair, then redraw every show_source output from the library (no execution)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default 1800)")
     parser.add_argument("--execute", choices=("offline", "book", "smoke"), default=None, metavar="PROFILE",
                         help="run the chapter notebooks in PROFILE and keep every output (the committed "
@@ -128,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         sync(script)
         if args.sync_only:
             print(f"synced {script.name}")
+            continue
+        if args.refresh_sources:
+            print(f"{script.with_suffix('.ipynb').name}: {refresh_sources(script.with_suffix('.ipynb'))} "
+                  "show_source output(s) redrawn")
+            os.utime(script)
             continue
         start = time.perf_counter()
         try:

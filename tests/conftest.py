@@ -109,7 +109,7 @@ def offline(monkeypatch):
     download helper's pauses between retries take no time."""
     import socket
 
-    import gptlib.download
+    import gptlib.support.download
 
     real_getaddrinfo = socket.getaddrinfo
 
@@ -119,4 +119,4 @@ def offline(monkeypatch):
         return real_getaddrinfo(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", local_only)
-    monkeypatch.setattr(gptlib.download.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(gptlib.support.download.time, "sleep", lambda seconds: None)

@@ -1,4 +1,4 @@
-"""Base models load once per process and are never changed by a run (gptlib.base_models);
+"""Base models load once per process and are never changed by a run (gptlib.speed.shared_base);
 dropout acts where its scope says (gptlib.classifier.set_dropout), and fast mode's scope keeps
 the frozen part reusable."""
 
@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from gptlib import base_models
-from gptlib.base_models import base_model, classifier_from_base, shared_base
 from gptlib.classifier import add_classification_head, classifier_logits, set_dropout
-from gptlib.fast import CachedClassifier, wrap_for_speed
 from gptlib.finetune import FinetuneConfig
 from gptlib.model import GPTModel, get_config
+from gptlib.speed import shared_base as base_models
+from gptlib.speed.cached import CachedClassifier, wrap_for_speed
+from gptlib.speed.shared_base import base_model, classifier_from_base, shared_base
 
 TINY = "gpt2-tiny (test)"
 
@@ -95,8 +95,8 @@ def test_dropout_scopes():
         set_dropout(clf, 0.2, "frozen")
     # fast mode's scope keeps the frozen part reusable while training with dropout
     fast = wrap_for_speed(trainable, "fast")
-    assert fast.reuse_in_training() and fast.padding_is_cheap_in_training("last_real")
-    assert not CachedClassifier(book).reuse_in_training()
+    assert fast.plan.reuse_in_training() and fast.plan.padding_is_cheap_in_training("last_real")
+    assert not CachedClassifier(book).plan.reuse_in_training()
 
 
 def test_fast_mode_reads_one_position_under_dropout_and_matches_the_plain_path_in_eval():
@@ -108,7 +108,7 @@ def test_fast_mode_reads_one_position_under_dropout_and_matches_the_plain_path_i
     clf.eval()
     assert torch.allclose(classifier_logits(fast, x, "last"), classifier_logits(clf, x, "last"), atol=1e-5)
     clf.train()
-    assert fast.read_position_on("last") and "not bit-exact" in fast.explain("last")
+    assert fast.plan.read_position_on("last") and "not bit-exact" in fast.plan.explain("last")
     a, b = classifier_logits(fast, x, "last"), classifier_logits(fast, x, "last")
     assert not torch.allclose(a, b)  # dropout acts in training mode
     # averaged over many masks, the read position's output approaches the eval-mode one
@@ -119,7 +119,7 @@ def test_fast_mode_reads_one_position_under_dropout_and_matches_the_plain_path_i
     mean = torch.stack([classifier_logits(fast, x, "last") for _ in range(600)]).mean(0)
     assert (mean - target).abs().max() < 0.35 * target.abs().max() + 0.05
     exact = CachedClassifier(clf, store=None)  # exact mode: no read-position trick under dropout
-    assert not exact.read_position_on("last")
+    assert not exact.plan.read_position_on("last")
 
 
 def test_config_says_which_scope_runs():
@@ -137,7 +137,8 @@ def test_unfreezing_or_loading_into_a_run_never_writes_the_base():
     base = shared_base(TINY, "random", seed=3)
     before = [p.clone() for p in base.parameters()]
     clf = classifier_from_base(TINY, "random", trainable="last_block", seed=3)
-    set_trainable(clf, "all")  # more trains now: those parameters become the run's own first
+    set_trainable(clf, "all")  # the book's freezing, nothing else ...
+    base_models.own_trainable(clf)  # ... so whoever unfreezes more makes those parameters the run's own
     opt = torch.optim.AdamW(clf.parameters(), lr=0.1)
     x = torch.randint(0, 1000, (2, 6))
     torch.nn.functional.cross_entropy(classifier_logits(clf, x), torch.tensor([0, 1])).backward()
@@ -147,3 +148,26 @@ def test_unfreezing_or_loading_into_a_run_never_writes_the_base():
     other.load_state_dict(state)  # loading copies first, too
     assert all(torch.equal(a, b) for a, b in zip(before, base.parameters()))
     assert shared_base(TINY, "random", seed=3) is base
+
+
+@pytest.mark.parametrize("how", ["requires_grad", "data"])
+def test_prepare_model_never_changes_the_base_of_the_next_run(small_tsv, tmp_path, one_thread, how):
+    """A ``prepare_model`` hook may unfreeze a frozen tensor, or write into one through
+    ``.data`` (which no version counter sees): the next run still gets the untouched base."""
+    from gptlib.finetune import FinetuneConfig, run_finetune
+
+    base = shared_base(TINY, "random", seed=5)
+    before = [p.clone() for p in base.parameters()]
+
+    def hook(model):
+        weight = model.trf_blocks[0].att.W_query.weight
+        if how == "requires_grad":
+            weight.requires_grad = True  # trains with AdamW from here on
+        else:
+            weight.data.add_(1.0)  # an in-place write no version counter sees
+
+    cfg = FinetuneConfig(model_size=TINY, weights="random", seed=5, data=str(small_tsv), epochs=1,
+                         speed="exact", lr=0.1, output=str(tmp_path / "out"), figures=None, device="cpu")
+    run_finetune(cfg, progress=False, verbose=False, save=False, prepare_model=hook)
+    after = shared_base(TINY, "random", seed=5)
+    assert all(torch.equal(a, b) for a, b in zip(before, after.parameters()))

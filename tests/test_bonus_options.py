@@ -18,8 +18,8 @@ from gptlib.classifier import (
 )
 from gptlib.data import SpamDataset
 from gptlib.finetune import FinetuneConfig, run_finetune
-from gptlib.memory import NotEnoughMemory, estimate_run_memory
 from gptlib.model import GPTModel, get_config
+from gptlib.speed.memory import NotEnoughMemory, estimate_run_memory
 from gptlib.train import calc_loss_batch, train_classifier_simple
 
 TINY = "gpt2-tiny (test)"
@@ -150,9 +150,9 @@ def test_memory_estimates_follow_what_trains():
 
 
 def test_a_run_that_cannot_fit_is_refused_before_anything_loads(small_tsv, tmp_path, monkeypatch):
-    import gptlib.memory
+    import gptlib.speed.memory
 
-    monkeypatch.setattr(gptlib.memory, "available_bytes", lambda device: 2**20)  # 1 MiB free
+    monkeypatch.setattr(gptlib.speed.memory, "available_bytes", lambda device: 2**20)  # 1 MiB free
     cfg = FinetuneConfig(model_size=TINY, weights="random", data=str(small_tsv), output=str(tmp_path / "run"),
                          figures=None, epochs=1)
     with pytest.raises(NotEnoughMemory, match="MiB free"):

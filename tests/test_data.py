@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import gptlib.download
+import gptlib.support.download
 from gptlib.data import (
     SPAM_BACKUP_URL,
     SPAM_SHA256,
@@ -26,12 +26,13 @@ from gptlib.data import (
     create_data_loaders,
     download_and_unzip_spam_data,
     map_labels,
+    prepare_spam_splits,
     random_split,
     read_sms_spam,
     save_splits,
     spam_datasets,
 )
-from gptlib.download import DownloadError
+from gptlib.support.download import DownloadError
 
 pytestmark = pytest.mark.usefixtures("gptlib_home")
 
@@ -204,7 +205,7 @@ def no_sleep(monkeypatch):
         def __getattr__(self, name):
             return getattr(time, name)
 
-    monkeypatch.setattr(gptlib.download, "time", NoSleepTime())
+    monkeypatch.setattr(gptlib.support.download, "time", NoSleepTime())
     return sleeps
 
 
@@ -619,3 +620,24 @@ def test_batch_size_larger_than_training_set(tiny_csvs, tokenizer):
     with pytest.raises(ValueError, match="batch_size"):
         create_data_loaders(train, val, test, batch_size=0)
     create_data_loaders(train, val, test, batch_size=len(train))  # exactly one batch is fine
+
+
+@pytest.mark.parametrize("text", ["NA", "null", "None", "nan", "N/A"])
+def test_na_like_messages_survive_the_split_files(tmp_path, tokenizer, text):
+    """A message "NA" (or "null", "None") is text in the SMS file and stays text in the saved
+    split CSV that SpamDataset reads back."""
+    lines = [f"ham\t{text}"] + [f"ham\thello number {i}" for i in range(7)] + [f"spam\tWIN cash {i}" for i in range(8)]
+    sms = tmp_path / "sms.tsv"
+    sms.write_text("\n".join(lines) + "\n")
+    splits = prepare_spam_splits(sms, tmp_path / "splits", balanced=False)
+    texts = []
+    for split in splits:
+        texts += SpamDataset(split, tokenizer).data["Text"].tolist()
+    assert text in texts
+
+
+def test_a_latin1_split_csv_is_named_with_its_line(tmp_path, tokenizer):
+    path = tmp_path / "train.csv"
+    path.write_bytes("Label,Text\n0,hello\n1,caf\xe9 prize\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"train.csv line 3: byte 0xe9 is not UTF-8"):
+        SpamDataset(path, tokenizer)

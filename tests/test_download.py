@@ -1,4 +1,4 @@
-"""gptlib.download.download_file against a local HTTP server whose behaviour each test sets.
+"""gptlib.support.download.download_file against a local HTTP server whose behaviour each test sets.
 
 After every case the destination folder must hold only complete, verified files: no
 ``*.part`` temporary files and no partial destination."""
@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from gptlib.download import DownloadError, atomic_write_bytes, cache_dir, download_file, sha256_of
+from gptlib.support.download import DownloadError, download_file
+from gptlib.support.files import atomic_write_bytes, cache_dir, sha256_of
 
 DATA = bytes(range(256)) * 4000 + b"tail"  # ~1 MB: more than one read chunk
 MIRROR_DATA = b"mirror copy " * 5000

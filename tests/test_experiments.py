@@ -1,4 +1,4 @@
-"""gptlib.experiments (the book's experiments in one registry), the lab's bonus table read from
+"""gptlib.study.experiments (the book's experiments in one registry), the lab's bonus table read from
 it, and ``python -m gptlib experiments list | run | table``."""
 
 from __future__ import annotations
@@ -12,14 +12,6 @@ from pathlib import Path
 import pytest
 
 from gptlib.cli import _metavar, main
-from gptlib.experiments import (
-    Experiment,
-    UnknownExperimentError,
-    compare,
-    experiment,
-    experiments,
-    read_runs,
-)
 from gptlib.lab.bonus import (
     book_bonus_results,
     book_bonus_rows,
@@ -30,7 +22,15 @@ from gptlib.lab.bonus import (
 )
 from gptlib.lab.controls import PADDING_OPTIONS
 from gptlib.model import get_config, resolve_preset
-from gptlib.noise import compare_with_book
+from gptlib.study.experiments import (
+    Experiment,
+    UnknownExperimentError,
+    compare,
+    experiment,
+    experiments,
+    read_runs,
+)
+from gptlib.support.noise import compare_with_book
 
 FACTS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "chapter6-book-facts.md"
 TINY = "gpt2-tiny (test)"

@@ -1,4 +1,4 @@
-"""The fast paths (gptlib.fast) give the plain path's results, and switch themselves off where
+"""The fast paths (gptlib.speed.cached) give the plain path's results, and switch themselves off where
 they would not be exact."""
 
 from __future__ import annotations
@@ -6,10 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gptlib.classifier import add_classification_head, classifier_logits
-from gptlib.data import LengthGroupedBatchSampler, SpamDataset, create_data_loaders
-from gptlib.fast import CachedClassifier, estimate_cache_bytes, wrap_for_speed
+from gptlib.classifier import TOKEN_CHOICES, add_classification_head, classifier_logits
+from gptlib.data import SpamDataset, create_data_loaders
 from gptlib.model import GPTModel, get_config
+from gptlib.speed import wrap as speed_wrap
+from gptlib.speed.batching import LengthGroupedBatchSampler
+from gptlib.speed.cached import CachedClassifier, wrap_for_speed
+from gptlib.speed.plan import estimate_cache_bytes
 from gptlib.tokenizer import get_tokenizer
 from gptlib.train import calc_accuracy_loader, train_classifier_simple
 
@@ -32,7 +35,7 @@ def _batch():
 
 
 @pytest.mark.parametrize("trainable", ["head", "last_block", "last_2_blocks", "all"])
-@pytest.mark.parametrize("token", ["last", "first", "last_real", "mean"])
+@pytest.mark.parametrize("token", TOKEN_CHOICES)  # every choice of the one table
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_cached_logits_equal_plain(trainable, token, mode):
     model = _model(trainable)
@@ -44,7 +47,7 @@ def test_cached_logits_equal_plain(trainable, token, mode):
     second = classifier_logits(fast, x, token)  # reads it
     assert torch.allclose(plain, first, atol=1e-5), (plain - first).abs().max()
     assert torch.allclose(plain, second, atol=1e-5)
-    if fast.reuse_on():
+    if fast.plan.reuse_on():
         assert fast.stats["hits"] >= x.shape[0]
 
 
@@ -68,9 +71,9 @@ def test_tricks_switch_off_with_dropout_in_training():
     model = _model("last_block", drop_rate=0.2)
     fast = CachedClassifier(model)
     model.train()
-    assert not fast.reuse_on() and not fast.read_position_on("last")
-    assert not fast.reuse_in_training()
-    assert "no reuse" in fast.explain("last")
+    assert not fast.plan.reuse_on() and not fast.plan.read_position_on("last")
+    assert not fast.plan.reuse_in_training()
+    assert "no reuse" in fast.plan.explain("last")
     x = _batch()
     torch.manual_seed(7)
     plain = classifier_logits(model, x, "last")
@@ -78,14 +81,14 @@ def test_tricks_switch_off_with_dropout_in_training():
     same = classifier_logits(fast, x, "last")  # same random numbers drawn, same result
     assert torch.equal(plain, same)
     model.eval()  # no dropout in eval mode: the tricks are exact again
-    assert fast.reuse_on() and fast.read_position_on("last")
-    assert not fast.reuse_in_training()  # but not while training
-    assert not fast.padding_is_cheap_in_training("last")
+    assert fast.plan.reuse_on() and fast.plan.read_position_on("last")
+    assert not fast.plan.reuse_in_training()  # but not while training
+    assert not fast.plan.padding_is_cheap_in_training("last")
     book = CachedClassifier(_model("last_block"))
-    assert book.reuse_in_training() and book.padding_is_cheap_in_training("last_real")
-    assert not book.padding_is_cheap_in_training("mean")
-    assert not CachedClassifier(_model("last_2_blocks")).padding_is_cheap_in_training("last")
-    assert not fast.read_position_on("mean")
+    assert book.plan.reuse_in_training() and book.plan.padding_is_cheap_in_training("last_real")
+    assert not book.plan.padding_is_cheap_in_training("mean")
+    assert not CachedClassifier(_model("last_2_blocks")).plan.padding_is_cheap_in_training("last")
+    assert not fast.plan.read_position_on("mean")
 
 
 def test_cache_forgets_when_a_frozen_weight_changes():
@@ -164,8 +167,9 @@ def test_speed_exact_training_equals_book_path(tiny_datasets):
         loaders = create_data_loaders(*tiny_datasets, batch_size=2, seed=123)
         torch.manual_seed(123)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
-        res = train_classifier_simple(model, loaders[0], loaders[1], opt, "cpu", num_epochs=3,
-                                      eval_freq=2, eval_iter=2, speed=speed, verbose=False)
+        runner = speed_wrap(model, speed)  # once, before the loop
+        res = train_classifier_simple(runner, loaders[0], loaders[1], opt, "cpu", num_epochs=3,
+                                      eval_freq=2, eval_iter=2, verbose=False)
         results.append((res, calc_accuracy_loader(loaders[2], model, "cpu")))
     (book, acc_book), (exact, acc_exact) = results
     for a, b in zip(book[:2], exact[:2]):
@@ -211,7 +215,7 @@ def test_fast_mode_groups_by_length_only_where_it_saves_work(small_tsv, tmp_path
     seen = []
 
     def spy(*args, **kwargs):
-        seen.append(kwargs["group_by_length"])
+        seen.append(kwargs["train_batch_sampler"] is not None)
         return create_data_loaders(*args, **kwargs)
 
     monkeypatch.setattr(finetune, "create_data_loaders", spy)

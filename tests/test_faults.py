@@ -102,7 +102,7 @@ BAD_WEIGHTS = {
 
 @pytest.mark.parametrize("kind", BAD_WEIGHTS)
 def test_bad_safetensors_files_are_named_and_explained(kind, tmp_path):
-    from gptlib.weight_files import WeightFileError
+    from gptlib.support.weight_files import WeightFileError
     from gptlib.weights import WeightLoadError, read_state_dict
 
     path = tmp_path / "model.safetensors"
@@ -185,7 +185,7 @@ HUB_PATH = "/openai-community/gpt2/resolve/main/model.safetensors"
 
 @pytest.mark.parametrize("served", ["html", "cut short without a length"])
 def test_a_bad_download_never_enters_the_cache(served, serve_http, offline, monkeypatch, tmp_path, gptlib_home):
-    from gptlib.download import DownloadError
+    from gptlib.support.download import DownloadError
     from gptlib.weights import download_pretrained, weights_path
 
     good = _safetensors(tmp_path / "good.safetensors").read_bytes()
@@ -224,7 +224,7 @@ def _hf_cache(root: Path, content: bytes, blob_name: str | None = None) -> Path:
 
 
 def test_weights_from_the_hugging_face_cache_are_used_when_verified(offline, monkeypatch, tmp_path, capsys):
-    from gptlib.download import DownloadError
+    from gptlib.support.download import DownloadError
     from gptlib.weights import download_pretrained
 
     good = _safetensors(tmp_path / "good.safetensors").read_bytes()

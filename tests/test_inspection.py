@@ -1,4 +1,4 @@
-"""gptlib.inspection: read-out curve, padding probe, error analysis and the bag-of-words baseline."""
+"""gptlib.study.inspection: read-out curve, padding probe, error analysis and the bag-of-words baseline."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import torch
 from gptlib import inspection
 from gptlib.classifier import add_classification_head
 from gptlib.data import map_labels, random_split, read_sms_spam
-from gptlib.inspection import (
+from gptlib.model import GPTModel, get_config
+from gptlib.study.inspection import (
     NATURAL_SPAM_RATE,
     misclassified,
     padding_probe,
@@ -26,7 +27,6 @@ from gptlib.inspection import (
     threshold_table,
     train_bow_baseline,
 )
-from gptlib.model import GPTModel, get_config
 from gptlib.train import classify_review, predict_proba
 
 SPAM = "Congratulations! You have won a free holiday. Call now to claim your prize."

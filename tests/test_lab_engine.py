@@ -16,8 +16,8 @@ from gptlib.finetune import FinetuneConfig
 from gptlib.lab import RUN_COLUMNS, RunEngine, book_bonus_results
 from gptlib.lab.charts import svg_chart
 from gptlib.lab.tables import runs_columns, runs_html
-from gptlib.noise import binomial_halfwidth, compare_with_book, summarize
 from gptlib.settings import parse_setting, setting_fields, table_settings
+from gptlib.support.noise import binomial_halfwidth, compare_with_book, summarize
 
 
 @pytest.fixture

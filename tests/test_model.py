@@ -14,8 +14,8 @@ import torch
 from llms_from_scratch.ch04 import GPTModel as BookGPTModel
 
 import gptlib
-from gptlib.device import get_device
 from gptlib.model import MODEL_CONFIGS, GPTModel, get_config
+from gptlib.support.device import get_device
 from gptlib.tokenizer import get_tokenizer
 
 TOL = 1e-5

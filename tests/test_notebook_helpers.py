@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from gptlib.data import DataError
-from gptlib.download import DownloadError
 from gptlib.notebook import load_profile, profile_device, smoke_data_file, spam_data_file
+from gptlib.support.download import DownloadError
 
 
 def test_smoke_profile_reads_the_bundled_file(gptlib_home):

@@ -9,8 +9,8 @@ import pytest
 
 from gptlib.cli import main
 from gptlib.data import SPAM_SHA256, read_sms_spam, shipped_spam_file
-from gptlib.files import sha256_of
 from gptlib.finetune import resolve_data_file
+from gptlib.support.files import sha256_of
 
 pytestmark = pytest.mark.usefixtures("gptlib_home")
 
@@ -39,7 +39,7 @@ def test_an_earlier_download_or_a_given_url_comes_first(gptlib_home, serve_http,
         h.send_error(404)
 
     url = f"http://127.0.0.1:{serve_http(refuse)}/sms.zip"
-    from gptlib.download import DownloadError
+    from gptlib.support.download import DownloadError
 
     with pytest.raises(DownloadError, match="404"):
         resolve_data_file(None, url=url, verbose=False)  # a URL asked for is tried, not replaced

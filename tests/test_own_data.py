@@ -1,4 +1,4 @@
-"""gptlib.own_data: your own labeled CSV files with K classes, down to SpamDataset."""
+"""gptlib.support.own_data: your own labeled CSV files with K classes, down to SpamDataset."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from gptlib.data import DataError, SpamDataset, random_split, spam_datasets
-from gptlib.own_data import class_names_from, own_data_splits, read_labeled_csv
+from gptlib.support.own_data import class_names_from, own_data_splits, read_labeled_csv
 from gptlib.tokenizer import get_tokenizer
 
 
@@ -138,22 +138,22 @@ def test_a_class_missing_from_validation_is_fine(three_files, tmp_path):
 
 def test_one_file_is_split_70_10_20_deterministically(tmp_path):
     path = write(tmp_path, "all.csv", rows(["a", "b", "c", "d"] * 5))
-    first = own_data_splits(csv=path)
-    again = own_data_splits(csv=path)
+    first = own_data_splits(csv=path, split=random_split)
+    again = own_data_splits(csv=path, split=random_split)
     assert [len(f) for f in first[:3]] == [14, 2, 4]
     assert first[3] == ["a", "b", "c", "d"]
     for one, two in zip(first[:3], again[:3]):
         pd.testing.assert_frame_equal(one, two)
     lines = sorted(line for frame in first[:3] for line in frame["line"])
     assert lines == list(range(2, 22))  # every row lands in exactly one split
-    other = own_data_splits(csv=path, random_state=7)
+    other = own_data_splits(csv=path, random_state=7, split=random_split)
     assert other[0]["line"].tolist() != first[0]["line"].tolist()
 
 
 def test_one_file_with_too_few_rows(tmp_path):
     path = write(tmp_path, "tiny.csv", rows(["a", "b", "c"] * 3))
     with pytest.raises(DataError, match=r"tiny\.csv has too few rows \(9\).*validation part empty"):
-        own_data_splits(csv=path)
+        own_data_splits(csv=path, split=random_split)
 
 
 def test_one_file_with_a_class_too_rare_for_training(tmp_path):
@@ -163,11 +163,11 @@ def test_one_file_with_a_class_too_rare_for_training(tmp_path):
     for seed in range(10):
         z_in_training = 22 in random_split(whole, 0.7, 0.1, seed)[0]["line"].tolist()
         if z_in_training:
-            assert own_data_splits(csv=path, random_state=seed)[3] == ["a", "b", "z"]
+            assert own_data_splits(csv=path, random_state=seed, split=random_split)[3] == ["a", "b", "z"]
         else:
             raised += 1
             with pytest.raises(DataError, match=r"rare\.csv line 22: label 'z' has so few examples"):
-                own_data_splits(csv=path, random_state=seed)
+                own_data_splits(csv=path, random_state=seed, split=random_split)
     assert raised > 0
 
 

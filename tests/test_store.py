@@ -1,4 +1,4 @@
-"""The store of frozen activations (gptlib.store): shared across runs in memory and on disk,
+"""The store of frozen activations (gptlib.speed.store): shared across runs in memory and on disk,
 keyed by what decides the frozen output, bounded, atomic, and never trusted when damaged."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import torch
 
 from gptlib.classifier import add_classification_head, classifier_logits
 from gptlib.data import SpamDataset
-from gptlib.fast import CachedClassifier
 from gptlib.model import GPTModel, get_config
-from gptlib.store import ActivationSet, ActivationStore, set_digest, weights_fingerprint
+from gptlib.speed.cached import CachedClassifier
+from gptlib.speed.store import ActivationSet, ActivationStore, set_digest, weights_fingerprint
 from gptlib.tokenizer import get_tokenizer
 
 K, K1, K2, K3, KA, KB, KC, KD, KABC = (f"{i:x}" * 32 for i in range(9))
@@ -178,7 +178,7 @@ def test_runs_in_a_new_process_read_the_disk_store(tmp_path, small_tsv):
     script = textwrap.dedent(f"""
         import json, sys
         from gptlib.finetune import FinetuneConfig, run_finetune
-        from gptlib.store import default_store
+        from gptlib.speed.store import default_store
         cfg = FinetuneConfig(model_size="gpt2-tiny (test)", weights="random", data={str(small_tsv)!r},
                              epochs=1, speed="exact", output={str(tmp_path / 'out')!r}, figures=None, device="cpu")
         r = run_finetune(cfg, progress=False, verbose=False, save=False)
@@ -194,8 +194,8 @@ def test_runs_in_a_new_process_read_the_disk_store(tmp_path, small_tsv):
 
 
 def test_cache_commands(tmp_path, monkeypatch, capsys):
-    from gptlib import store as store_module
     from gptlib.cli import main
+    from gptlib.speed import store as store_module
 
     monkeypatch.setenv("GPTLIB_STORE_DIR", str(tmp_path / "acts"))
     monkeypatch.setenv("GPTLIB_HOME", str(tmp_path / "home"))
@@ -234,10 +234,37 @@ def test_damaged_token_ids_in_an_entry_are_detected(tmp_path):
 
 @pytest.mark.parametrize("value", ["inf", "nan", "lots", "-1"])
 def test_bad_store_bounds_are_refused_in_words(value, monkeypatch):
-    from gptlib import store as store_module
+    from gptlib.speed import store as store_module
 
     monkeypatch.setenv("GPTLIB_STORE_RAM_MB", value)
     monkeypatch.setattr(store_module, "_default", None)
     with pytest.raises(ValueError, match="GPTLIB_STORE_RAM_MB"):
         store_module.default_store()
     monkeypatch.setattr(store_module, "_default", None)
+
+
+@pytest.mark.parametrize("edited", ["gptlib/model.py", "gptlib/speed/kernels.py"])
+def test_the_key_changes_when_the_code_that_computes_the_frozen_part_changes(edited, monkeypatch):
+    """Editing model.py's blocks or the kernels gives a new store entry, never stale activations."""
+    from pathlib import Path
+
+    import gptlib.speed.cached as cached
+
+    fast = CachedClassifier(_model(), store=None)
+    rows = [(1, 2, 3)]
+    cached.prefix_source_digest.cache_clear()
+    before = set_digest(fast.prefix_identity(2), rows)
+    read = Path.read_bytes
+
+    def edited_read(path):
+        data = read(path)
+        return data + b"\n# an edit\n" if Path(path).as_posix().endswith(edited) else data
+
+    monkeypatch.setattr(Path, "read_bytes", edited_read)
+    cached.prefix_source_digest.cache_clear()
+    try:
+        assert set_digest(fast.prefix_identity(2), rows) != before
+    finally:
+        monkeypatch.undo()
+        cached.prefix_source_digest.cache_clear()
+    assert set_digest(fast.prefix_identity(2), rows) == before

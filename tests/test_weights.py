@@ -15,8 +15,9 @@ import torch
 from llms_from_scratch.ch04 import GPTModel as BookGPTModel
 from safetensors.torch import save_file
 
-from gptlib.download import DownloadError, sha256_of
 from gptlib.model import GPTModel, get_config
+from gptlib.support.download import DownloadError
+from gptlib.support.files import sha256_of
 from gptlib.weights import (
     WeightLoadError,
     download_pretrained,

@@ -1,4 +1,4 @@
-"""The experiment lab panel (gptlib.widgets): settings, runs in a thread, Stop, refusals, errors,
+"""The experiment lab panel (gptlib.lab.widgets): settings, runs in a thread, Stop, refusals, errors,
 the runs table and its CSV, the book's bonus table, classifying a message.
 
 Every run uses the smoke profile: the tiny random model and the 200-message made-up data file
@@ -24,19 +24,19 @@ import gptlib.finetune
 
 pytest.importorskip("ipywidgets")
 
-from gptlib.experiments import experiment  # noqa: E402
 from gptlib.finetune import FinetuneConfig  # noqa: E402
 from gptlib.lab.bonus import book_bonus_rows  # noqa: E402
 from gptlib.lab.form import BOOK_RESET  # noqa: E402
 from gptlib.lab.view import LORA_CONTROLS  # noqa: E402
-from gptlib.notebook import load_profile  # noqa: E402
-from gptlib.widgets import (  # noqa: E402
+from gptlib.lab.widgets import (  # noqa: E402
     RUN_COLUMNS,
     ExperimentPanel,
     book_bonus_results,
     book_setting,
     svg_chart,
 )
+from gptlib.notebook import load_profile  # noqa: E402
+from gptlib.study.experiments import experiment  # noqa: E402
 
 SMOKE_TRAIN = 36  # training messages in the smoke data's split
 STEPS_PER_EPOCH = SMOKE_TRAIN // 8
@@ -224,7 +224,7 @@ def test_missing_weights_without_network_show_the_download_error(panel, monkeypa
     def offline(url, *args, **kwargs):
         raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
 
-    monkeypatch.setattr("gptlib.download._fetch_once", offline)
+    monkeypatch.setattr("gptlib.support.download._fetch_once", offline)
     panel.set(model_size="gpt2-small (124M)", weights="pretrained")
     assert panel.run(wait=True)
     assert type(panel.last_error).__name__ == "DownloadError"

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import gptlib.base_models as base_models
 import gptlib.classifier as classifier
 import gptlib.finetune as finetune
+import gptlib.speed.shared_base as base_models
 from gptlib.assignments import inputs
 from gptlib.assignments.feedback import fail, number, ok
 from gptlib.assignments.profiles import active_profile

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import gptlib.classifier as classifier
-import gptlib.fast as fast
+import gptlib.speed.plan as plan
 import gptlib.train as train
 from gptlib.assignments import inputs
 from gptlib.assignments.feedback import close, fail, number, ok, plain_list, plain_tensor
@@ -18,7 +18,7 @@ from gptlib.assignments.student import call
 from gptlib.assignments.verify import verified_run
 
 PAD = inputs.PAD_ID
-LAST_REAL_REFERENCES = (classifier.last_real_index, classifier.select_token_logits, fast._row_lengths)
+LAST_REAL_REFERENCES = (classifier.last_real_index, classifier.select_token_logits, plan.row_lengths)
 LOSS_REFERENCES = (F.cross_entropy, F.nll_loss, nn.CrossEntropyLoss, nn.NLLLoss, train.calc_loss_batch,
                    train.calc_loss_loader)
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gptlib.files import cache_dir
 from gptlib.notebook import PROFILES, Profile, load_profile, profile_device, smoke_data_file
+from gptlib.support.files import cache_dir
 
 GRADING_ENV = "GPTLIB_GRADING_PROFILE"
 REPLAY_ENV = "GPTLIB_GRADING_REPLAY"  # "full" (default) or "measure"

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from gptlib.files import atomic_write_bytes
+from gptlib.support.files import atomic_write_bytes
 
 BEGIN_SOLUTION = "BEGIN SOLUTION"
 END_SOLUTION = "END SOLUTION"

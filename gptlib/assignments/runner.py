@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from gptlib.classifier import classifier_logits
-from gptlib.model import count_parameters, get_config
+from gptlib.model import count_parameters
 from gptlib.notebook import Profile
 from gptlib.settings import FinetuneConfig
 
@@ -149,10 +149,10 @@ def run_experiment(profile: Profile, *, name: str = "", adjust: Callable[[nn.Mod
     (one table, split 70/10/20) or ``train``/``validation``/``test``, as DataFrames with Text
     and Label columns or CSV files. ``adjust(model)`` changes the classifier before it trains
     (e.g. freezes a part). Progress bars are off under nbgrader.
+
+    Shown in notebooks/assignments/A01_book_exercises.
     """
-    from gptlib.fast import wrap_for_speed
-    from gptlib.finetune import build_datasets, run_finetune
-    from gptlib.tokenizer import get_tokenizer
+    from gptlib.finetune import run_finetune
 
     data = own_data_settings(profile, csv, train, validation, test)
     overlap = sorted(set(data) & set(settings))
@@ -162,24 +162,11 @@ def run_experiment(profile: Profile, *, name: str = "", adjust: Callable[[nn.Mod
     if progress is None:
         progress = not quiet and not os.environ.get("NBGRADER_EXECUTION")
     start = time.perf_counter()
-    result = run_finetune(cfg, progress=progress, verbose=False, save=False, prepare_model=adjust)
-    effective = cfg.effective()
-    context = get_config(effective.model_size)["context_length"]
-    *datasets, _ = build_datasets(effective, get_tokenizer(), Path(effective.output) / "data", context,
-                                  verbose=False)
-    from gptlib.data import create_data_loaders
-
-    loaders = create_data_loaders(*datasets, batch_size=effective.batch_size, seed=effective.seed)
-    model = result.model
-    runner = wrap_for_speed(model, effective.speed)
-    if runner is not model and runner.reuse_on():
-        runner.warm_up(datasets, token=effective.token)
-    device = next(model.parameters()).device
-    accuracy, loss = {}, {}
-    for split, loader in zip(SPLITS, loaders):
-        accuracy[split], loss[split] = evaluate_loader(loader, runner, device, effective.token)
-    if runner is not model:
-        runner.clear_cache()
+    result = run_finetune(cfg, progress=progress, verbose=False, save=False, prepare_model=adjust,
+                          evaluate_splits=evaluate_loader)
+    model, loaders = result.model, result.loaders
+    accuracy = {split: result.splits[split][0] for split in SPLITS}
+    loss = {split: result.splits[split][1] for split in SPLITS}
     run = Run(
         name=name, profile=profile.name, config=dict(result.config), train_losses=result.train_losses,
         val_losses=result.val_losses, train_accs=result.train_accs, val_accs=result.val_accs,

@@ -1,5 +1,5 @@
 """The book's bonus experiments (its chapter 6 bonus material), for the lab, read from the
-registry :mod:`gptlib.experiments` (the one place the book's numbers and settings are kept).
+registry :mod:`gptlib.study.experiments` (the one place the book's numbers and settings are kept).
 
 Train / validation / test accuracy (here as fractions 0..1) and minutes on an A100,
 pretrained GPT-2 small unless the setting says otherwise. The bonus script shuffles the data
@@ -18,9 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from gptlib.experiments import UnknownExperimentError, experiments
 from gptlib.model import get_config
 from gptlib.settings import FinetuneConfig
+from gptlib.study.experiments import UnknownExperimentError, experiments
 
 COLUMNS = ("setting", "train_acc", "val_acc", "test_acc", "minutes")
 
@@ -49,11 +49,12 @@ def panel_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 def panel_can_set(settings: Mapping[str, Any]) -> bool:
     """Whether the lab panel has a control (and a choice) for each of these panel settings."""
-    try:
-        from gptlib.lab.view import SIMPLE_CONTROLS
-    except ImportError:  # no ipywidgets: no panel to ask
-        return True
-    from gptlib.lab.controls import PADDING_OPTIONS, TOKEN_OPTIONS, trainable_choice
+    from gptlib.lab.controls import (
+        PADDING_OPTIONS,
+        SIMPLE_CONTROLS,
+        TOKEN_OPTIONS,
+        trainable_choice,
+    )
 
     if set(settings) - set(SIMPLE_CONTROLS) - {"trainable", "padding", "train_limit"}:
         return False

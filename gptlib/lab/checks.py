@@ -4,11 +4,11 @@ fast mode replaces, a speed that does not apply to LoRA or to the causal mask of
 
 from __future__ import annotations
 
-from gptlib.device import get_device
 from gptlib.lab.controls import training_size
-from gptlib.memory import available_bytes, estimate_run_memory
 from gptlib.model import get_config
 from gptlib.settings import FinetuneConfig
+from gptlib.speed.memory import available_bytes, estimate_run_memory
+from gptlib.support.device import get_device
 
 BOOK_LONGEST = 120  # tokens in the longest training message of the book's split (its padded length)
 GIB = 2**30
@@ -20,7 +20,7 @@ def _size(n: int) -> str:
 
 def speed_blocked(cfg: FinetuneConfig) -> str | None:
     """Why speed "exact"/"fast" cannot reuse anything for these settings (None: it can); the
-    settings-level twin of :func:`gptlib.fast.speed_blocker`, which asks a built model."""
+    settings-level twin of :func:`gptlib.speed.cached.speed_blocker`, which asks a built model."""
     if not cfg.causal_mask:
         return "the causal mask is off, so every position depends on the whole padded row"
     if cfg.trainable == "lora":
@@ -30,10 +30,10 @@ def speed_blocked(cfg: FinetuneConfig) -> str | None:
 
 def memory_check(cfg: FinetuneConfig) -> tuple[str, bool]:
     """(one line, fits): about how much memory the run needs and how much is free on its device
-    (:func:`gptlib.memory.estimate_run_memory`, as ``run_finetune`` itself works it out, for
+    (:func:`gptlib.speed.memory.estimate_run_memory`, as ``run_finetune`` itself works it out, for
     messages padded to ``max_length`` or to the book's longest, 120 tokens). The settings must
     have passed ``cfg.check()``."""
-    from gptlib.base_models import base_is_loaded
+    from gptlib.speed.shared_base import base_is_loaded
 
     context = get_config(cfg.model_size)["context_length"]
     tokens = min(cfg.max_length or BOOK_LONGEST, context)

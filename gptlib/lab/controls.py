@@ -59,6 +59,12 @@ LORA_HEAD_OPTIONS = (
 )
 # Settings that no control shows, and that the lab never takes: your own data files.
 OWN_DATA = ("csv", "train_csv", "val_csv", "test_csv")
+# The settings with a control of their own, made from the setting's metadata (in this order).
+LORA_CONTROLS = ("lora_rank", "lora_alpha", "lora_scaling", "lora_head", "lora_merged")
+ADVANCED_CONTROLS = ("causal_mask", "accumulation_steps", "ignore_index")
+SIMPLE_CONTROLS = ("model_size", "weights", "token", "speed", "epochs", "lr", "weight_decay", "drop_rate",
+                   "dropout_scope", "batch_size", "seed", "eval_freq", *LORA_CONTROLS, *ADVANCED_CONTROLS)
+
 BOOK_TRAIN_SIZE = 1045  # training messages in the book's split of the SMS Spam Collection
 
 

@@ -28,13 +28,13 @@ from typing import Any
 import pandas as pd
 
 from gptlib import finetune
-from gptlib.files import atomic_write_bytes
 from gptlib.finetune import FinetuneConfig, FinetuneResult
 from gptlib.lab.bonus import book_bonus_results
 from gptlib.lab.controls import padding_choice, training_size
 from gptlib.model import get_config
-from gptlib.noise import compare_with_book, summarize
 from gptlib.settings import table_settings
+from gptlib.support.files import atomic_write_bytes
+from gptlib.support.noise import compare_with_book, summarize
 from gptlib.train import EvalEvent
 
 RESULT_COLUMNS = ("train_acc", "val_acc", "test_acc", "best_val_epoch", "train_val_gap", "seconds",
@@ -255,7 +255,7 @@ class RunEngine:
     def summary(self) -> pd.DataFrame:
         """One row per setting (runs that differ only in their seed form one group): the number
         of distinct seeds, the test accuracy's mean and spread over them, and its 95% interval
-        (see :mod:`gptlib.noise`). Stopped runs are left out: they did not finish training."""
+        (see :mod:`gptlib.support.noise`). Stopped runs are left out: they did not finish training."""
         rows = []
         for group, frame in self.runs[self.runs["stopped_early"] == "no"].groupby("group", sort=True):
             n = self._test_size(frame)
@@ -295,7 +295,7 @@ def _book_test(key: str) -> tuple[str, float]:
     if key in book.index:
         return str(book.loc[key, "setting"]), float(book.loc[key, "test_acc"])
     try:
-        from gptlib.experiments import experiment
+        from gptlib.study.experiments import experiment
 
         exp = experiment(key)
     except (ImportError, KeyError):

@@ -14,14 +14,16 @@ from gptlib.finetune import FinetuneConfig
 from gptlib.lab.bonus import book_setting
 from gptlib.lab.checks import check_settings, memory_check
 from gptlib.lab.controls import (
+    ADVANCED_CONTROLS,
     OWN_DATA,
+    SIMPLE_CONTROLS,
     form_values,
     lora_scale_note,
     padding_settings,
     trainable_value,
     training_size,
 )
-from gptlib.lab.view import ADVANCED_CONTROLS, ADVANCED_TITLE, LABELS, SIMPLE_CONTROLS
+from gptlib.lab.view import ADVANCED_TITLE, LABELS
 from gptlib.model import get_config, resolve_preset
 from gptlib.settings import setting_fields
 
@@ -36,7 +38,7 @@ def book_changes(key: str) -> dict[str, Any]:
     """The FinetuneConfig settings (the change from the book's baseline) of one of the book's
     experiments: a bonus row's key, or appendix E's ("appendix_e", "appendix_e_print")."""
     try:
-        from gptlib.experiments import experiment
+        from gptlib.study.experiments import experiment
     except ImportError:  # no registry: the bonus table's own settings
         experiment = None
     if experiment is not None:

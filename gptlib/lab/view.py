@@ -13,9 +13,11 @@ import ipywidgets as widgets
 from gptlib.lab.bonus import book_bonus_rows
 from gptlib.lab.charts import curves_html
 from gptlib.lab.controls import (
+    LORA_CONTROLS,
     LORA_HEAD_OPTIONS,
     LORA_SCALING_OPTIONS,
     PADDING_OPTIONS,
+    SIMPLE_CONTROLS,
     SPEED_OPTIONS,
     TOKEN_OPTIONS,
     TRAINABLE_OPTIONS,
@@ -24,11 +26,6 @@ from gptlib.lab.engine import empty_curves
 from gptlib.lab.tables import CSS, book_html
 from gptlib.settings import setting_fields
 
-# The settings with a control of their own, made from the setting's metadata (in this order).
-LORA_CONTROLS = ("lora_rank", "lora_alpha", "lora_scaling", "lora_head", "lora_merged")
-ADVANCED_CONTROLS = ("causal_mask", "accumulation_steps", "ignore_index")
-SIMPLE_CONTROLS = ("model_size", "weights", "token", "speed", "epochs", "lr", "weight_decay", "drop_rate",
-                   "dropout_scope", "batch_size", "seed", "eval_freq", *LORA_CONTROLS, *ADVANCED_CONTROLS)
 LABELS = {"model_size": "model", "lr": "learning rate", "weight_decay": "weight decay",
           "drop_rate": "dropout rate", "dropout_scope": "dropout acts in", "batch_size": "batch size",
           "token": "token read", "eval_freq": "evaluate every (steps)", "lora_rank": "rank r",
@@ -74,7 +71,7 @@ def book_choices() -> list[tuple[str, str]]:
     rows = [(f"#{r['number']} {r['setting']}" if r.get("number") else r["setting"], r["key"])
             for r in book_bonus_rows()]
     try:
-        from gptlib.experiments import experiments
+        from gptlib.study.experiments import experiments
 
         rows += [(e.description, e.key) for e in experiments("appendix E")]
     except (ImportError, ValueError):  # no registry of the appendix's runs

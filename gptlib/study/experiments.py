@@ -6,7 +6,7 @@ the book's train / validation / test accuracy (percent; None where the book give
 minutes it took where the book says, and the :class:`~gptlib.settings.FinetuneConfig` settings
 that repeat it (only those that differ from the defaults, which are the book's)::
 
-    from gptlib.experiments import experiment
+    from gptlib.study.experiments import experiment
     cfg = experiment("last2").config(epochs=1)      # a FinetuneConfig, overrides applied
 
 On the command line: ``python -m gptlib experiments list | run KEY | table``.
@@ -259,9 +259,9 @@ def differing_settings(exp: Experiment, config: Mapping[str, Any]) -> dict[str, 
 
 def compare(exp: Experiment, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Our mean train/val/test (fractions) over the runs beside the book's, the differences in
-    points, and whether the test difference is within noise (:func:`gptlib.noise.compare_with_book`:
+    points, and whether the test difference is within noise (:func:`gptlib.support.noise.compare_with_book`:
     the binomial noise of our test messages and the book's 300, plus the seeds' spread)."""
-    from gptlib.noise import binomial_halfwidth, compare_with_book
+    from gptlib.support.noise import binomial_halfwidth, compare_with_book
 
     book = exp.book()
     ours = {name: statistics.fmean(r[name] for r in runs) for name in ("train", "val", "test")}

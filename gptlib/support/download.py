@@ -22,16 +22,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from gptlib.files import (
+from gptlib.support.files import (
     CHUNK,
     atomic_path,
-    atomic_write_bytes,
-    cache_dir,
     probe_writable,
     sha256_of,
 )
 
-__all__ = ["DownloadError", "atomic_write_bytes", "cache_dir", "download_file", "sha256_of"]
+__all__ = ["DownloadError", "download_file"]
 
 
 class DownloadError(RuntimeError):

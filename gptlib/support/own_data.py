@@ -6,7 +6,7 @@ another data set. These functions take that step for any CSV with a header namin
 
     train_df, val_df, test_df, class_names = own_data_splits("train.csv", "val.csv", "test.csv")
     # or one file, split 70/10/20 the book's way:
-    train_df, val_df, test_df, class_names = own_data_splits(csv="reviews.csv")
+    train_df, val_df, test_df, class_names = own_data_splits(csv="reviews.csv", split=random_split)
     train_ds, val_ds, test_ds = spam_datasets(train_df, val_df, test_df, tokenizer)
 
 The class ids are the positions in ``class_names`` (sorted names; numerically when every label
@@ -20,11 +20,12 @@ import codecs
 import csv
 import io
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from gptlib.data import DataError, random_split
+from gptlib.support.sms_files import TRAIN_FRAC, VALIDATION_FRAC, DataError
 
 NEEDED = ("Label", "Text")
 QUOTING_HINT = ('Put a text that holds commas in double quotes, right after the comma (no space): '
@@ -164,12 +165,13 @@ def _with_class_ids(frame: pd.DataFrame, class_names: list[str], unseen: str) ->
 
 def own_data_splits(train_csv: str | Path | None = None, val_csv: str | Path | None = None,
                     test_csv: str | Path | None = None, *, csv: str | Path | None = None,
-                    random_state: int = 123
+                    random_state: int = 123, split: Callable[..., tuple] | None = None
                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
     """Train / validation / test frames (``Label`` as class id, ``Text``, ``line``) and the class names.
 
     Give either the three files, or one file ``csv=`` that is shuffled and split 70/10/20 as
-    the book does (``random_split``, same ``random_state``, same result every run). The class
+    the book does (``split``: the book's ``gptlib.data.random_split``, same ``random_state``,
+    same result every run). The class
     names come from the training data; a label in validation or test that training lacks is
     an error (the model could never predict it), a class missing from validation or test is not.
     """
@@ -178,8 +180,10 @@ def own_data_splits(train_csv: str | Path | None = None, val_csv: str | Path | N
         if any(f is not None for f in files):
             raise ValueError("Give either three files (train_csv, val_csv, test_csv) or one "
                              "file csv=... to split 70/10/20, not both.")
+        if split is None:
+            raise ValueError("Splitting one file needs the book's split: pass split=gptlib.data.random_split.")
         whole = read_labeled_csv(csv, role="data")
-        splits = random_split(whole, 0.7, 0.1, random_state=random_state)
+        splits = split(whole, TRAIN_FRAC, VALIDATION_FRAC, random_state=random_state)
         for part, frame in zip(("training", "validation", "test"), splits):
             if len(frame) == 0:
                 raise DataError(

@@ -2,7 +2,7 @@
 
 With the book's settings, the embeddings and the first 11 blocks are frozen, so each message
 goes through them to the same activations in every run that uses the same frozen weights.
-:class:`gptlib.fast.CachedClassifier` computes them once per message (``warm_up``) and puts
+:class:`gptlib.speed.cached.CachedClassifier` computes them once per message (``warm_up``) and puts
 the whole set here; a second run (another learning rate, more epochs, dropout in the part
 that trains) takes it back in a fraction of a second instead of recomputing it.
 
@@ -30,34 +30,21 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from gptlib.files import atomic_path, cache_dir
+from gptlib.support.files import atomic_path, cache_dir
+from gptlib.support.fingerprint import tensor_bytes as _tensor_bytes
+from gptlib.support.fingerprint import weights_fingerprint  # noqa: F401  (part of the store's key)
 
 FORMAT = 2
 ENTRY_NAME = re.compile(r"[0-9a-f]{32}\.pt")
 DEFAULT_RAM_MB = 2048
 DEFAULT_DISK_MB = 4096
-
-
-def _tensor_bytes(t: torch.Tensor) -> memoryview:
-    return memoryview(t.detach().contiguous().cpu().view(torch.uint8).numpy())
-
-
-def weights_fingerprint(modules: Sequence[nn.Module]) -> str:
-    """sha256 over the names, dtypes, shapes and bytes of the modules' parameters and buffers."""
-    digest = hashlib.sha256()
-    for i, module in enumerate(modules):
-        for name, t in [*module.named_parameters(), *module.named_buffers()]:
-            digest.update(f"{i}.{name}:{t.dtype}:{tuple(t.shape)};".encode())
-            digest.update(_tensor_bytes(t.reshape(-1)))
-    return digest.hexdigest()
 
 
 def set_digest(prefix: dict[str, Any], messages: Iterable[tuple[int, ...]]) -> str:

@@ -36,7 +36,7 @@ NATURAL_SPAM_RATE = 747 / 5572
 
 
 def _plain(model: torch.nn.Module) -> torch.nn.Module:
-    """The GPT model itself (a speed wrapper from gptlib.fast holds it as ``.model``)."""
+    """The GPT model itself (a speed wrapper from gptlib.speed.cached holds it as ``.model``)."""
     return model.model if isinstance(model, ClassifierRunner) else model
 
 
@@ -55,6 +55,8 @@ def readout_curve(text: str, model: torch.nn.Module, tokenizer=None, device: str
     softmax, row by row. Columns: ``position``, ``token``, ``token_id``, ``is_pad``,
     ``p_spam``. With ``max_length`` the message is padded (or cut) as ``classify_review``
     does, so the last row is what the book's classifier reads.
+
+    Shown in notebooks/08_inside_the_classifier.
     """
     tokenizer = tokenizer or get_tokenizer()
     plain = _plain(model).eval()
@@ -114,6 +116,8 @@ def padding_probe(text: str, model: torch.nn.Module, tokenizer=None, device: str
     ``p_spam_last`` reads the last position (the book's default, a pad once k > 0);
     ``p_spam_last_real`` reads the message's last real token. With the causal mask no token
     sees the pads after it, so the second column stays the same for every k.
+
+    Shown in notebooks/08_inside_the_classifier.
     """
     tokenizer = tokenizer or get_tokenizer()
     plain = _plain(model).eval()
@@ -162,6 +166,8 @@ def score_messages(texts: Sequence[str], labels: Sequence[int], model: torch.nn.
     Columns: ``text``, ``label`` (1 = spam), ``p_spam``, ``loss``, ``predicted`` (argmax), and
     ``p_spam_<choice>`` for each read position in ``also`` (e.g. ``("first", "last_real")``),
     from the same forward pass. ``max_length=None`` pads each batch to its longest message.
+
+    Shown in notebooks/08_inside_the_classifier.
     """
     tokenizer = tokenizer or get_tokenizer()
     texts, labels = list(texts), [int(x) for x in labels]
@@ -205,6 +211,8 @@ def threshold_table(scores: pd.DataFrame, thresholds: Sequence[float] | None = N
     (prior * TPR + (1 - prior) * FPR). That is the same as weighting each ham message by
     (n_spam / n_ham) * (1 - prior) / prior. Recall (TPR) does not depend on the prior.
     Undefined precisions (nothing flagged) are NaN.
+
+    Shown in notebooks/08_inside_the_classifier.
     """
     thresholds = [i / 20 for i in range(21)] if thresholds is None else list(thresholds)
     spam = scores["label"] == 1
@@ -342,7 +350,10 @@ def train_bow_baseline(train: pd.DataFrame, validation: pd.DataFrame, test: pd.D
     """Logistic regression on unit counts (a linear layer, cross-entropy, AdamW), trained on
     ``train`` (columns ``Text``, ``Label`` 0/1), vocabulary from the training messages only.
     Deterministic for a given ``seed`` (the initial weights and the batch order).
-    Returns the model with train/validation/test accuracy."""
+    Returns the model with train/validation/test accuracy.
+
+    Shown in notebooks/08_inside_the_classifier.
+    """
     tokenizer = tokenizer or (get_tokenizer() if units == "bpe" else None)
     vocab: dict = {}
     for text in train["Text"]:

@@ -7,10 +7,13 @@ memory (beside the download cache on disk) and hands out copies.
 :func:`classifier_from_base` makes a run's classifier without copying the frozen part: its
 frozen parameters are new ``Parameter`` objects over the base's tensors (so their
 ``requires_grad`` is the run's own), and every parameter that trains is a private copy, so
-training never writes into the base; unfreezing more later (``set_trainable``) or
-``load_state_dict`` copies first too. If a shared tensor is changed in place anyway (its
-version counter moves), the base is dropped and built again on the next call; a write
-through ``.data`` bypasses that counter, so do not write a run's frozen weights that way.
+training never writes into the base. Whoever unfreezes more afterwards calls
+:func:`own_trainable` (``run_finetune`` does, after building the model and after its
+``prepare_model`` hook); ``load_state_dict`` copies first by itself. If a shared tensor is
+changed in place anyway (its version counter moves), the base is dropped and built again on
+the next call. A write through ``.data`` bypasses that counter: a run whose code may do
+anything (``run_finetune(prepare_model=...)``) takes a private copy of everything
+(:func:`own_parameters`) before that code runs.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import threading
 import torch
 from torch import nn
 
-from gptlib.classifier import add_classification_head, own_shared_parameters, set_dropout
+from gptlib.classifier import add_classification_head, set_dropout
 from gptlib.model import GPTModel, get_config, resolve_preset
 
 _lock = threading.Lock()
@@ -80,7 +83,7 @@ def base_model(model_size: str, weights: str = "pretrained", drop_rate: float = 
 
 def _share_frozen(base: GPTModel) -> GPTModel:
     """A structural copy of ``base`` whose parameters are new Parameters over the same tensors,
-    each marked ``_gptlib_shared``: unfreezing one (``set_trainable``) or loading a state dict
+    each marked ``_gptlib_shared``: unfreezing one (then ``own_trainable``) or loading a state dict
     into the copy gives it its own tensors first, so the base is never written."""
     memo = {}
     for p in base.parameters():
@@ -93,7 +96,23 @@ def _share_frozen(base: GPTModel) -> GPTModel:
 
 
 def _own_before_loading(module: nn.Module, *args) -> None:
-    own_shared_parameters(module)
+    own_parameters(module)
+
+
+def own_parameters(model: nn.Module, trainable_only: bool = False) -> nn.Module:
+    """Give ``model`` its own copy of every parameter it shares with the base (those carry
+    ``_gptlib_shared``), or only of those that train: what trains is never written into a base."""
+    for module in model.modules():
+        for name, p in list(module._parameters.items()):
+            if p is not None and getattr(p, "_gptlib_shared", False) and (p.requires_grad or not trainable_only):
+                module._parameters[name] = nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad)
+    return model
+
+
+def own_trainable(model: nn.Module) -> nn.Module:
+    """Give ``model`` its own copy of every shared parameter that now trains (call it after
+    anything that sets ``requires_grad``)."""
+    return own_parameters(model, trainable_only=True)
 
 
 def classifier_from_base(model_size: str, weights: str, *, trainable: str | int = "last_block",
@@ -103,8 +122,8 @@ def classifier_from_base(model_size: str, weights: str, *, trainable: str | int 
     """A run's classifier: the shared base, a new head (seeded as in the book), ``trainable``
     unfrozen as private copies, dropout ``drop_rate`` in ``dropout_scope``."""
     model = _share_frozen(shared_base(model_size, weights, seed, progress, timeout))
-    # set_trainable (inside) gives the run its own copy of every parameter that trains
     model = add_classification_head(model, num_classes=num_classes, trainable=trainable, seed=seed, inplace=True)
+    own_trainable(model)  # what trains is the run's own copy
     model = set_dropout(model, drop_rate, scope=dropout_scope, inplace=True)
     return model.to(device)
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from gptlib.files import sha256_of
+from gptlib.support.files import sha256_of
 
 MAX_HEADER = 100 * 2**20  # a safetensors header is JSON of a few hundred KB at most
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,

@@ -21,29 +21,29 @@ Neither applies without the causal mask or with LoRA adapters (:func:`speed_bloc
 Where a condition fails, that trick switches itself off and the plain computation runs;
 ``explain()`` says which tricks are on. All the gptlib training and evaluation functions work
 with the wrapper unchanged: it is a :class:`gptlib.classifier.ClassifierRunner`, whose
-``classify_logits`` they call. Whole sets of frozen activations go to :mod:`gptlib.store`, so
+``classify_logits`` they call. Whole sets of frozen activations go to :mod:`gptlib.speed.store`, so
 the next run with the same frozen part (in this process or a later one) skips that work.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
 from collections.abc import Iterable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from gptlib.classifier import (
-    ALL_POSITION_TOKENS,
-    ClassifierRunner,
-    last_real_index,
-    select_token_logits,
-)
-from gptlib.fast_math import bf16_is_fast, block_at_read, packed_attention
+from gptlib.classifier import ClassifierRunner, select_token_logits
 from gptlib.model import GPTModel
-from gptlib.store import (
+from gptlib.settings import SPEEDS
+from gptlib.speed.kernels import bf16_is_fast, block_at_read, packed_attention
+from gptlib.speed.plan import Plan, Survey, chunks, needed, row_lengths, speed_blocker
+from gptlib.speed.store import (
     ActivationSet,
     ActivationStore,
     default_store,
@@ -52,48 +52,21 @@ from gptlib.store import (
 )
 
 _USE_DEFAULT_STORE = object()
-# Part of every stored set's key: bump it when a change to this module (``_prefix``,
-# ``_needed``) or to gptlib.fast_math changes the numbers the frozen part computes, so that
-# sets stored by an older gptlib are never taken for the new one's.
-PREFIX_CODE = 1
 
 
-def _row_lengths(input_ids: torch.Tensor, token: str, pad_token_id: int) -> list[int]:
-    """How many leading positions of each row the read token depends on."""
-    if token in ("last", "mean_padded"):
-        return [input_ids.shape[1]] * input_ids.shape[0]
-    if token == "first":
-        return [1] * input_ids.shape[0]
-    return (last_real_index(input_ids, pad_token_id) + 1).tolist()
+@functools.lru_cache(maxsize=1)
+def prefix_source_digest() -> str:
+    """sha256 of the source that computes the frozen part: ``gptlib/model.py`` (the blocks),
+    ``gptlib/speed/kernels.py`` and :meth:`CachedClassifier._prefix`. Part of every stored
+    set's key, so an edit to any of them gives new entries instead of stale activations."""
+    from gptlib import model as model_module
+    from gptlib.speed import kernels
 
-
-def _submodules(*roots: nn.Module) -> list[nn.Module]:
-    """The modules under ``roots`` (themselves included). A plain walk over ``_modules``: these
-    checks run for every batch, and ``Module.modules()``/``parameters()`` cost milliseconds."""
-    out, stack = [], list(reversed(roots))
-    while stack:
-        module = stack.pop()
-        out.append(module)
-        stack.extend(reversed([m for m in module._modules.values() if m is not None]))
-    return out
-
-
-def _params(*roots: nn.Module) -> list[nn.Parameter]:
-    return [p for m in _submodules(*roots) for p in m._parameters.values() if p is not None]
-
-
-def _dropouts(*roots: nn.Module) -> list[nn.Dropout]:
-    return [m for m in _submodules(*roots) if isinstance(m, nn.Dropout) and m.p > 0]
-
-
-@dataclass
-class _Survey:
-    """What ``CachedClassifier`` needs to know of the model at one call (see ``_survey``)."""
-
-    k: int  # leading frozen blocks; -1 when the embeddings train
-    prefix_params: list[nn.Parameter]  # the embeddings' and those blocks' parameters
-    prefix_dropout: list[nn.Dropout]  # dropout layers with p > 0 in the frozen part
-    last_dropout: list[nn.Dropout]  # ... in the last block
+    digest = hashlib.sha256()
+    for module in (model_module, kernels):
+        digest.update(Path(inspect.getfile(module)).read_bytes())
+    digest.update(inspect.getsource(CachedClassifier._prefix).encode())
+    return digest.hexdigest()
 
 
 class CachedClassifier(ClassifierRunner):
@@ -104,7 +77,7 @@ class CachedClassifier(ClassifierRunner):
     on CPUs with AMX and on recent GPUs; not bit-exact). ``max_cache_bytes`` bounds the memory
     the kept activations may take; past it, new messages are computed without being kept.
     ``store``: where ``warm_up`` finds and leaves whole sets of activations for other runs
-    (:mod:`gptlib.store`; the process's default store unless given, ``None`` for none).
+    (:mod:`gptlib.speed.store`; the process's default store unless given, ``None`` for none).
     ``read_with_dropout``: also compute only the read position when the last block has active
     dropout (the same distribution of dropout masks as the plain path, drawn from a different
     random stream, so not bit-exact: fast mode's choice).
@@ -126,6 +99,7 @@ class CachedClassifier(ClassifierRunner):
         self.stats = {"hits": 0, "misses": 0, "not_kept": 0}
         self.warm_source: str | None = None  # where warm_up found the activations: computed/memory/disk
         self._blocked = speed_blocker(model) is not None
+        self.plan = Plan(model, read_with_dropout)
 
     def __getattr__(self, name: str):
         try:
@@ -136,66 +110,8 @@ class CachedClassifier(ClassifierRunner):
     def forward(self, in_idx: torch.Tensor) -> torch.Tensor:
         return self.model(in_idx)
 
-    # -- which tricks apply ------------------------------------------------------------------
-    def _survey(self) -> _Survey:
-        """One walk over the model: how many leading blocks are frozen, their parameters, and
-        where dropout with p > 0 sits. Every batch asks, so it is one plain pass over
-        ``_modules`` (``Module.modules()``/``parameters()`` cost milliseconds)."""
-        m = self.model
-        emb = _params(m.tok_emb, m.pos_emb)
-        if any(p.requires_grad for p in emb):
-            return _Survey(-1, [], _dropouts(m.drop_emb), [])  # even the embeddings train: no reuse
-        prefix, dropouts, k = list(emb), _dropouts(m.drop_emb), 0
-        blocks = list(m.trf_blocks)
-        for block in blocks:
-            mods = _submodules(block)
-            params = [p for x in mods for p in x._parameters.values() if p is not None]
-            if any(p.requires_grad for p in params):
-                break
-            prefix += params
-            dropouts += [x for x in mods if isinstance(x, nn.Dropout) and x.p > 0]
-            k += 1
-        last = [x for x in _submodules(blocks[-1]) if isinstance(x, nn.Dropout) and x.p > 0] if blocks else []
-        return _Survey(k, prefix, dropouts, last)
-
-    def n_frozen_blocks(self) -> int:
-        """Leading blocks whose parameters (and the embeddings') are all frozen (-1: the embeddings train)."""
-        return self._survey().k
-
-    def reuse_on(self, survey: _Survey | None = None) -> bool:
-        """Whether the frozen part's kept output is used now (in the model's present mode)."""
-        s = survey or self._survey()
-        return s.k >= 0 and not any(d.training for d in s.prefix_dropout)
-
-    def reuse_in_training(self) -> bool:
-        """Whether reuse also stays on while training (no dropout with p > 0 in the frozen part)."""
-        s = self._survey()
-        return s.k >= 0 and not s.prefix_dropout
-
-    def padding_is_cheap_in_training(self, token: str) -> bool:
-        """True when training computes, over kept activations, only the last block's read
-        position: padded positions then cost next to nothing (grouping by length saves no work)."""
-        s = self._survey()
-        return (s.k >= 0 and not s.prefix_dropout and s.k == len(self.model.trf_blocks) - 1
-                and token not in ALL_POSITION_TOKENS and (self.read_with_dropout or not s.last_dropout))
-
-    def read_position_on(self, token: str, survey: _Survey | None = None) -> bool:
-        s = survey or self._survey()
-        return token not in ALL_POSITION_TOKENS and (
-            self.read_with_dropout or not any(d.training for d in s.last_dropout))
-
-    def explain(self, token: str = "last") -> str:
-        k = self.n_frozen_blocks()
-        reuse = (f"reusing the output of the embeddings + {k} frozen block(s)" if self.reuse_on()
-                 else "no reuse (the embeddings train or the frozen part has active dropout)")
-        read = ("computing only the read position in the last block" if self.read_position_on(token)
-                else "computing every position in the last block (a mean token or active dropout)")
-        if self.read_position_on(token) and self.read_with_dropout and self._survey().last_dropout:
-            read += " (its dropout masks drawn there, not bit-exact)"
-        return f"{reuse}; {read}."
-
     # -- the frozen prefix -------------------------------------------------------------------
-    def _check_stamp(self, survey: _Survey) -> None:
+    def _check_stamp(self, survey: Survey) -> None:
         """Forget kept activations if a frozen weight was changed in place since they were made."""
         stamp = (survey.k, tuple((id(p), p._version) for p in survey.prefix_params))
         if stamp != self._stamp:
@@ -240,10 +156,10 @@ class CachedClassifier(ClassifierRunner):
         return x
 
     def prefix_activations(self, input_ids: torch.Tensor, lengths: list[int],
-                           survey: _Survey | None = None) -> torch.Tensor:
+                           survey: Survey | None = None) -> torch.Tensor:
         """Frozen-prefix output for each row's first ``lengths[i]`` tokens, right-padded with zeros
         (float32). ``survey``: ``_survey()`` when the caller has it already."""
-        survey = survey or self._survey()
+        survey = survey or self.plan.survey()
         self._check_stamp(survey)
         rows = input_ids.tolist()
         keys = [tuple(row[:n]) for row, n in zip(rows, lengths, strict=True)]
@@ -291,7 +207,7 @@ class CachedClassifier(ClassifierRunner):
         m = self.model
         arch = {key: m.cfg.get(key) for key in ("vocab_size", "context_length", "emb_dim", "n_heads",
                                                  "n_layers", "qkv_bias")}
-        return {"prefix_code": PREFIX_CODE, "weights": weights_fingerprint([m.tok_emb, m.pos_emb, *m.trf_blocks[:k]]),
+        return {"prefix_source": prefix_source_digest(), "weights": weights_fingerprint([m.tok_emb, m.pos_emb, *m.trf_blocks[:k]]),
                 "config": arch, "n_frozen_blocks": k, "compute_dtype": str(self.compute_dtype),
                 "cache_dtype": str(self.cache_dtype), "device": m.tok_emb.weight.device.type}
 
@@ -307,16 +223,16 @@ class CachedClassifier(ClassifierRunner):
         near the machine's peak, and attention, the one step that sees the rows padded, has
         little padding to see.
         """
-        if not self.reuse_on() or self._blocked:
+        if not self.plan.reuse_on() or self._blocked:
             return
         device = self.model.tok_emb.weight.device
         pads = {ds.pad_token_id for ds in datasets}
         if len(pads) != 1:
             raise ValueError(f"The datasets use different pad ids {sorted(pads)}; warm them up separately.")
         pad = pads.pop()
-        unique = dict.fromkeys(tuple(_needed(ids, token, pad)) for ds in datasets for ids in ds.encoded_texts)
+        unique = dict.fromkeys(tuple(needed(ids, token, pad)) for ds in datasets for ids in ds.encoded_texts)
         rows = sorted(unique, key=len, reverse=True)
-        survey = self._survey()
+        survey = self.plan.survey()
         k = survey.k
         self._check_stamp(survey)
         if all(row in self._cache for row in rows):
@@ -335,7 +251,7 @@ class CachedClassifier(ClassifierRunner):
             return
         slab = torch.empty(total, dim, dtype=self.cache_dtype, device=device)
         offset = 0
-        for chunk in tqdm(_chunks(rows, batch_tokens), desc="frozen layers, once per message", unit="batch",
+        for chunk in tqdm(chunks(rows, batch_tokens), desc="frozen layers, once per message", unit="batch",
                           disable=not progress):
             n = sum(len(r) for r in chunk)
             slab[offset: offset + n] = self._prefix([torch.tensor(r, device=device) for r in chunk], k)
@@ -357,7 +273,7 @@ class CachedClassifier(ClassifierRunner):
     def _fill(self, rows: list[tuple], pad: int, k: int, batch_tokens: int, progress: bool) -> None:
         """Compute and keep, message by message, as much as fits under ``max_cache_bytes``."""
         device = self.model.tok_emb.weight.device
-        for chunk in tqdm(_chunks(rows, batch_tokens), desc="frozen layers, once per message", unit="batch",
+        for chunk in tqdm(chunks(rows, batch_tokens), desc="frozen layers, once per message", unit="batch",
                           disable=not progress):
             batch = torch.full((len(chunk), len(chunk[0])), pad, dtype=torch.long)
             for i, ids in enumerate(chunk):
@@ -369,13 +285,13 @@ class CachedClassifier(ClassifierRunner):
     def classify_logits(self, input_ids: torch.Tensor, token: str = "last", pad_token_id: int = 50256) -> torch.Tensor:
         """(batch, classes) logits of the read token; equal to the plain path's."""
         m = self.model
-        survey = self._survey()
+        survey = self.plan.survey()
         k = survey.k
-        reuse, read_one = self.reuse_on(survey), self.read_position_on(token, survey)
+        reuse, read_one = self.plan.reuse_on(survey), self.plan.read_position_on(token, survey)
         if self._blocked or not m.cfg.get("causal_mask", True) or (not reuse and not read_one):
             return select_token_logits(m(input_ids), input_ids, token, pad_token_id)
         m.check_input(input_ids)
-        lengths = _row_lengths(input_ids, token, pad_token_id)
+        lengths = row_lengths(input_ids, token, pad_token_id)
         if reuse:
             x = self.prefix_activations(input_ids, lengths, survey)
         else:
@@ -387,31 +303,12 @@ class CachedClassifier(ClassifierRunner):
             for block in top:
                 x = block(x)
             logits = m.out_head(m.final_norm(x))
-            trimmed = input_ids[:, : x.shape[1]]
-            if token == "last":
-                return logits[:, -1, :]
-            return select_token_logits(logits, trimmed, token, pad_token_id)
+            return select_token_logits(logits, input_ids[:, : x.shape[1]], token, pad_token_id)
         for block in top[:-1]:
             x = block(x)
         read = torch.tensor([n - 1 for n in lengths], device=x.device)
         h = block_at_read(top[-1], x, read)
         return m.out_head(m.final_norm(h))
-
-
-SPEEDS = ("book", "exact", "fast")
-
-
-def speed_blocker(model: nn.Module) -> str | None:
-    """Why the tricks cannot apply to ``model`` (None: they can). Both rest on the causal mask
-    and on frozen plain blocks: without the mask a pad changes every position; LoRA puts
-    something that trains into every block."""
-    from gptlib.lora import lora_layers  # lora sits beside model; imported where needed
-
-    if not getattr(model, "cfg", {}).get("causal_mask", True):
-        return "the causal mask is off, so every position depends on the whole padded row"
-    if lora_layers(model):
-        return "LoRA adapters train in every block, so no block is frozen"
-    return None
 
 
 def wrap_for_speed(model: nn.Module, speed: str) -> nn.Module:
@@ -430,31 +327,3 @@ def wrap_for_speed(model: nn.Module, speed: str) -> nn.Module:
     return CachedClassifier(model)
 
 
-def _chunks(rows: list[tuple], batch_tokens: int) -> list[list[tuple]]:
-    """Rows (sorted longest first) in consecutive batches of about ``batch_tokens`` padded tokens."""
-    chunks, start = [], 0
-    while start < len(rows):
-        size = max(1, batch_tokens // max(len(rows[start]), 1))
-        chunks.append(rows[start: start + size])
-        start += size
-    return chunks
-
-
-def _needed(ids: list[int], token: str, pad_token_id: int) -> list[int]:
-    """The leading token ids of one row that the read token depends on."""
-    if token in ("last", "mean_padded"):
-        return list(ids)
-    if token == "first":
-        return list(ids[:1])
-    n = len(ids)
-    while n > 1 and ids[n - 1] == pad_token_id:
-        n -= 1
-    return list(ids[:n])
-
-
-def estimate_cache_bytes(datasets: Iterable, token: str, emb_dim: int,
-                         dtype: torch.dtype = torch.float32) -> int:
-    """Memory the kept activations of these datasets need (duplicates counted once)."""
-    size = torch.tensor([], dtype=dtype).element_size()
-    unique = {tuple(_needed(ids, token, ds.pad_token_id)) for ds in datasets for ids in ds.encoded_texts}
-    return sum(len(key) for key in unique) * emb_dim * size

@@ -1,4 +1,4 @@
-"""The arithmetic behind :mod:`gptlib.fast`, each step written out once:
+"""The arithmetic behind :mod:`gptlib.speed.cached`, each step written out once:
 
 * :func:`packed_attention`: causal self-attention for messages packed end to end (no padding
   computed in the projections), as the frozen blocks run it once per message;

@@ -10,7 +10,7 @@ The estimate (float32 throughout) adds up:
   lowest block that trains up), for one batch: about ``20 * emb_dim + 2 * n_heads * T``
   numbers per token and block (inputs of the norms, q/k/v, the feed-forward's 4x wide
   hidden layer, the attention weights);
-* the frozen activations kept by ``speed="exact"``/``"fast"`` (see :mod:`gptlib.fast`).
+* the frozen activations kept by ``speed="exact"``/``"fast"`` (see :mod:`gptlib.speed.cached`).
 
 It is a planning figure, good to about 20%, not a measurement.
 """
@@ -69,7 +69,7 @@ def estimate_run_memory(model_size: str, trainable: str | int, *, batch_size: in
                         num_classes: int = 2, lora_rank: int = 16, lora_head: str = "adapter",
                         kept_bytes: int = 0, base_loaded: bool = False) -> MemoryEstimate:
     """The memory of one run (see the module's docstring); ``tokens`` is the padded length of a
-    training batch, ``base_loaded`` leaves out weights already in memory (gptlib.base_models)."""
+    training batch, ``base_loaded`` leaves out weights already in memory (gptlib.speed.shared_base)."""
     cfg = get_config(model_size)
     d, n_layers, heads, vocab = cfg["emb_dim"], cfg["n_layers"], cfg["n_heads"], cfg["vocab_size"]
     embeddings = vocab * d + cfg["context_length"] * d
