@@ -278,7 +278,8 @@ def _train_and_evaluate(cfg: FinetuneConfig, work: Path, callback, progress: boo
     test_metrics = classification_metrics(test_loader, runner, device, **kw)
     test_acc = test_metrics["accuracy"]  # the same predictions calc_accuracy_loader counts
     splits = {}
-    if evaluate_splits is not None:  # e.g. the assignments' accuracy and loss of every split
+    if evaluate_splits is not None:  # e.g. the assignments' numbers: on the book's loaders, seeded afresh
+        loaders = create_data_loaders(train_ds, val_ds, test_ds, batch_size=cfg.batch_size, seed=cfg.seed)
         splits = {name: evaluate_splits(loader, runner, device, cfg.token)
                   for name, loader in zip(("train", "validation", "test"), loaders)}
     fast.release()
