@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from gptlib.study import inspection
 from gptlib.classifier import add_classification_head
 from gptlib.data import map_labels, random_split, read_sms_spam
 from gptlib.model import GPTModel, get_config
+from gptlib.study import inspection
 from gptlib.study.inspection import (
     NATURAL_SPAM_RATE,
     misclassified,
