@@ -33,9 +33,7 @@ from gptlib.data import (
     SPAM_URL,
     SpamDataset,
     create_data_loaders,
-    default_data_dir,
     download_and_unzip_spam_data,
-    find_local_copy,
     prepare_spam_splits,
     random_split,
     shipped_spam_file,
@@ -54,6 +52,7 @@ from gptlib.speed.shared_base import (
 )
 from gptlib.support.device import get_device
 from gptlib.support.files import atomic_folder, atomic_write_bytes, probe_writable, sha256_of
+from gptlib.support.sms_files import have_book_file
 from gptlib.tokenizer import get_tokenizer
 from gptlib.train import (
     calc_accuracy_loader,
@@ -112,9 +111,7 @@ def resolve_data_file(data: str | None, verbose: bool = True, url: str | None = 
             return path
         return download_and_unzip_spam_data(local_copy=data, verbose=verbose)
     url = url or os.environ.get("GPTLIB_DATA_URL")
-    cached = default_data_dir() / "sms_spam_collection" / "SMSSpamCollection.tsv"
-    have = find_local_copy() is not None or (cached.is_file() and sha256_of(cached) == SPAM_SHA256)
-    if shipped and not url and not have:
+    if shipped and not url and not have_book_file():
         path = shipped_spam_file()
         say(f"Data: the SMS Spam Collection shipped with gptlib (CC BY 4.0, the book's file, sha256 checked): {path}")
         return path

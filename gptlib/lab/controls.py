@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from gptlib.data import (
-    SPAM_MEMBER,
     create_balanced_dataset,
-    default_data_dir,
     find_local_copy,
     read_sms_spam,
 )
 from gptlib.settings import FinetuneConfig
+from gptlib.support.sms_files import cached_spam_file
 
 TRAINABLE_OPTIONS = (
     ("output head only", "head"),
@@ -170,7 +169,7 @@ def _data_source(cfg: FinetuneConfig) -> Path | None:
         return None
     if local is not None:
         return local
-    cached = default_data_dir() / "sms_spam_collection" / f"{SPAM_MEMBER}.tsv"
+    cached = cached_spam_file()
     return cached if cached.is_file() else None
 
 
