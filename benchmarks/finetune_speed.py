@@ -79,9 +79,10 @@ def run_variant(variant: str, quick: bool, out: Path, seed: int = 123) -> dict:
     else:
         from gptlib.finetune import FinetuneConfig, run_finetune
 
-        cfg = FinetuneConfig(model_size="gpt2-small (124M)", weights="random", epochs=epochs,
-                             data=str(SHARED_DATA), output=str(out / variant), figures=None,
-                             speed=variant, train_limit=train_limit, device="cpu", seed=seed)
+        cfg = FinetuneConfig.preset("fast" if variant == "fast" else "book", model_size="gpt2-small (124M)",
+                                    weights="random", epochs=epochs, data=str(SHARED_DATA),
+                                    output=str(out / variant), figures=None, speed=variant,
+                                    train_limit=train_limit, device="cpu", seed=seed)
         r = run_finetune(cfg, progress=False, verbose=False, save=False)
         result = {"train": r.train_accuracy, "val": r.val_accuracy, "test": r.test_accuracy,
                   "train_losses": r.train_losses, "max_length": r.max_length,

@@ -33,6 +33,7 @@ from torch import nn
 
 from gptlib.model import GPTModel, count_parameters
 from gptlib.support.files import atomic_path
+from gptlib.tokenizer import END_OF_TEXT_ID
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,7 @@ def parameter_table(model: GPTModel) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def last_real_index(input_ids: torch.Tensor, pad_token_id: int = 50256) -> torch.Tensor:
+def last_real_index(input_ids: torch.Tensor, pad_token_id: int = END_OF_TEXT_ID) -> torch.Tensor:
     """Index of each row's last non-pad token (right padding; the pad id is never inside a message)."""
     real = input_ids != pad_token_id
     positions = torch.arange(input_ids.shape[1], device=input_ids.device)
@@ -207,7 +208,7 @@ def last_real_index(input_ids: torch.Tensor, pad_token_id: int = 50256) -> torch
 
 
 def select_token_logits(logits: torch.Tensor, input_ids: torch.Tensor, token: str = "last",
-                        pad_token_id: int = 50256) -> torch.Tensor:
+                        pad_token_id: int = END_OF_TEXT_ID) -> torch.Tensor:
     """Reduce (batch, tokens, classes) logits to (batch, classes) by the ``token`` choice.
 
     Shown in notebooks/04_last_token_logits.
@@ -235,12 +236,12 @@ class ClassifierRunner(nn.Module):
     model: GPTModel
 
     def classify_logits(self, input_ids: torch.Tensor, token: str = "last",
-                        pad_token_id: int = 50256) -> torch.Tensor:
+                        pad_token_id: int = END_OF_TEXT_ID) -> torch.Tensor:
         raise NotImplementedError
 
 
 def classifier_logits(model: nn.Module, input_ids: torch.Tensor, token: str = "last",
-                      pad_token_id: int = 50256) -> torch.Tensor:
+                      pad_token_id: int = END_OF_TEXT_ID) -> torch.Tensor:
     """The (batch, classes) logits that the loss and the prediction use: the book's
     ``model(input_ids)`` reduced to the read token, or a :class:`ClassifierRunner`'s own."""
     if isinstance(model, ClassifierRunner):
@@ -276,7 +277,8 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
         path = path / "classifier.pth"
     if not path.exists():
         raise FileNotFoundError(f"Checkpoint {path} not found; train one with `python -m gptlib finetune`.")
-    payload = torch_load(path, "classifier checkpoint")
+    payload = torch_load(path, "classifier checkpoint", "the classifier.pth that `python -m gptlib finetune` "
+                         "writes in its --output folder (or that folder)")
     if not isinstance(payload, dict) or "config" not in payload or "model_state_dict" not in payload:
         raise WeightFileError(f"{path} is not a gptlib classifier checkpoint (it lacks 'config' and "
                               "'model_state_dict'); write one with save_classifier or `python -m gptlib finetune`.")

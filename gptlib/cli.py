@@ -10,26 +10,31 @@ import argparse
 import functools
 import os
 import re
+import signal
 import sys
 from collections.abc import Sequence
 
+from gptlib import __version__
 from gptlib.assignments.cli import add_assignments_parser, assignments_command
-from gptlib.settings import FinetuneConfig, SettingError, parse_setting, setting_fields
+from gptlib.settings import PRESETS, FinetuneConfig, SettingError, parse_setting, setting_fields
+from gptlib.study.commands import add_experiments_parser, experiments_command
+from gptlib.tokenizer import END_OF_TEXT_ID
 
 
-def add_setting_flags(p: argparse.ArgumentParser, suppress: bool = False,
+def add_setting_flags(p: argparse.ArgumentParser, base: str | None = None,
                       shown: dict[str, str] | None = None) -> None:
-    """One ``--flag`` per FinetuneConfig setting, from its metadata. ``suppress=True``: a flag
-    not given leaves no attribute (so only the flags given override, e.g. an experiment's);
-    ``shown``: the default the help names, by setting, where it is not the field's."""
+    """One ``--flag`` per FinetuneConfig setting, from its metadata. A flag not given leaves no
+    attribute, so only the flags given override the settings a run starts from; ``base`` names
+    those in the help ("the experiment's"; None: the book's defaults); ``shown``: the default
+    the help names, by setting, where it is not that."""
     for f in setting_fields():
         meta = f.metadata
         choices = meta["choices"] if f.name != "model_size" else None
-        default = "the experiment's" if suppress else (f"{f.default!r}" if f.default is not None else "none")
+        default = base or (f"{f.default!r}" if f.default is not None else "none")
         default = (shown or {}).get(f.name, default)
         extra = f"; also {', '.join(repr(c) for c in meta['choices'][1:])}" if f.name == "model_size" else ""
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name,
-                       default=argparse.SUPPRESS if suppress else f.default, metavar=_metavar(meta, choices),
+                       default=argparse.SUPPRESS, metavar=_metavar(meta, choices),
                        type=functools.partial(_parse, f.name),
                        help=f"{meta['help']} (default {default}{extra})"
                             + (f"; one of {', '.join(map(str, choices))}" if choices else ""))
@@ -65,8 +70,14 @@ def _parse(name: str, text: str):
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    values = {f.name: getattr(args, f.name) for f in setting_fields()}
-    _run(FinetuneConfig.from_dict(values), args.seeds, progress=not args.no_progress)
+    given = {f.name: getattr(args, f.name) for f in setting_fields() if hasattr(args, f.name)}
+    preset = given.get("speed") if given.get("speed") in PRESETS else "book"
+    taken = {k: v for k, v in PRESETS[preset].items() if k not in given}
+    if preset != "book" and taken:
+        print(f"--speed {preset} takes the {preset} preset: "
+              + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in taken.items() if k != "speed")
+              + " (give any of them to choose otherwise).")
+    _run(FinetuneConfig.preset(preset, **given), args.seeds, progress=not args.no_progress)
     return 0
 
 
@@ -85,142 +96,6 @@ def _run(cfg: FinetuneConfig, seeds: int, progress: bool) -> list:
 
 
 # ------------------------------------------------------------------ the book's experiments
-
-RUNS_DIR = "runs/experiments"
-
-
-def _add_experiments(sub: argparse._SubParsersAction) -> None:
-    e = sub.add_parser("experiments", help="the book's experiments (chapter, exercises, bonus table, appendix "
-                                           "E): list them, run one, compare your runs with the book",
-                       description="Every experiment of the book's chapter 6 with the settings that repeat it.")
-    e_sub = e.add_subparsers(dest="action", required=True)
-    e_sub.add_parser("list", help="every experiment: key, source, the book's numbers, its finetune flags")
-    r = e_sub.add_parser("run", help="run one experiment (any finetune flag given overrides its settings)",
-                         description="Run one of the book's experiments with its settings; finetune flags "
-                                     f"override them (e.g. --epochs 1). Files go to {RUNS_DIR}/KEY unless "
-                                     "--output says otherwise; plots only with --figures DIR.")
-    r.add_argument("key", metavar="KEY", help="the experiment's key (see `experiments list`)")
-    add_setting_flags(r, suppress=True, shown={"output": f"{RUNS_DIR}/KEY", "figures": "none"})
-    _add_seeds_and_progress(r)
-    t = e_sub.add_parser("table", help="the book's numbers beside your runs, with a within-noise verdict")
-    t.add_argument("--runs", default=RUNS_DIR, metavar="DIR",
-                   help=f"folder with one subfolder per experiment key (default {RUNS_DIR})")
-
-
-def _pct(value: float | None) -> str:
-    return f"{'-':>6}" if value is None else f"{100 * value:6.2f}"
-
-
-def _pts(value: float | None) -> str:
-    return f"{'-':>6}" if value is None else f"{value:+6.2f}"
-
-
-def _book_line(exp) -> str:
-    book = exp.book()
-    when = ""
-    if exp.minutes is not None:
-        when = f"  ({exp.minutes:g} min" + (f" on {exp.hardware}" if exp.hardware else "") + ")"
-    return f"train {_pct(book['train'])}  val {_pct(book['val'])}  test {_pct(book['test'])}{when}"
-
-
-def _experiments_list(_args: argparse.Namespace) -> int:
-    from gptlib.study.experiments import SPLIT_NOTE, experiments
-
-    print("The book's chapter 6 experiments (accuracies in percent). Copy the flags into "
-          "`python -m gptlib finetune`, or run one with `python -m gptlib experiments run KEY`.\n")
-    defaults = "(none: the defaults are the book's)"
-    for exp in experiments():
-        mark = " *" if exp.other_split else ""
-        print(f"{exp.key + mark:<18} {exp.label:<13} {exp.description}")
-        print(f"{'':<18} book:  {_book_line(exp)}")
-        print(f"{'':<18} flags: {exp.flags() or defaults}")
-        extra = [exp.note] if exp.note else []
-        if exp.same_as:
-            extra.append(f"the same run as bonus row '{exp.same_as}'; the book gives only its test accuracy")
-        for line in extra:
-            print(f"{'':<18} note:  {line}")
-    print(f"\n* {SPLIT_NOTE}.")
-    return 0
-
-
-def _experiments_run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from gptlib.study.experiments import compare, experiment, settings_flags
-
-    exp = experiment(args.key)
-    overrides = {f.name: getattr(args, f.name) for f in setting_fields() if hasattr(args, f.name)}
-    changed = {k: v for k, v in overrides.items() if k not in exp.settings or exp.settings[k] != v}
-    overrides.setdefault("output", str(Path(RUNS_DIR) / exp.key))
-    overrides.setdefault("figures", None)
-    cfg = exp.config(**overrides)
-    cfg.check()
-    print(f"Experiment {exp.key} ({exp.label}): {exp.description}\n"
-          f"  the book: {_book_line(exp).strip()}\n  settings: {exp.flags() or '(the defaults)'}")
-    if changed:
-        print(f"  your changes: {settings_flags(changed)}")
-    results = _run(cfg, args.seeds, progress=not args.no_progress)
-    runs = [{"train": r.train_accuracy, "val": r.val_accuracy, "test": r.test_accuracy,
-             "n": int(r.test_metrics.get("n") or 1), "config": r.config} for r in results]
-    print(f"Against the book: {_verdict(compare(exp, runs))}")
-    return 0
-
-
-def _verdict(cmp: dict) -> str:
-    if cmp["within_noise"] is None:
-        return "the book gives no test accuracy to compare with"
-    spread = f", seeds' spread {100 * cmp['spread']:.2f}" if cmp["seeds"] > 1 else ""
-    word = "within noise" if cmp["within_noise"] else "MORE than noise"
-    return (f"test {cmp['diff']['test']:+.2f} points, {word} (95% band +-{cmp['band']:.2f} points: "
-            f"{cmp['n']} test messages here, the book's 300{spread})")
-
-
-def _experiments_table(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from gptlib.study.experiments import SPLIT_NOTE, compare, experiments, format_value, read_runs
-
-    root = Path(args.runs)
-    known = {exp.key for exp in experiments()}
-    problems = [f"{p}: no experiment '{p.name}' in the book's list; ignored."
-                for p in sorted(root.iterdir() if root.is_dir() else []) if p.is_dir() and p.name not in known]
-    print(f"The book's accuracies beside yours (percent; diff = yours - the book's, in points), runs from {root}.")
-    print(f"{'':<18} {'the book':^20}   {'yours':^20}   {'diff (points)':^20}")
-    print(f"{'key':<18} {'train':>6} {'val':>6} {'test':>6} | {'train':>6} {'val':>6} {'test':>6} | "
-          f"{'train':>6} {'val':>6} {'test':>6} | seeds  test within noise?")
-    n_run = 0
-    for exp in experiments():
-        book = exp.book()
-        left = f"{exp.key + (' *' if exp.other_split else ''):<18} {_pct(book['train'])} {_pct(book['val'])} " \
-               f"{_pct(book['test'])} |"
-        runs, bad = read_runs(root / exp.key)
-        problems += bad
-        if not runs:
-            print(f"{left} not run")
-            continue
-        n_run += 1
-        cmp = compare(exp, runs)
-        ours, diff = cmp["ours"], cmp["diff"]
-        noise = "-" if cmp["within_noise"] is None else \
-            f"{'yes' if cmp['within_noise'] else 'NO'} (+-{cmp['band']:.2f}" + \
-            (f", spread {100 * cmp['spread']:.2f})" if cmp["seeds"] > 1 else ")")
-        print(f"{left} {_pct(ours['train'])} {_pct(ours['val'])} {_pct(ours['test'])} | {_pts(diff['train'])} "
-              f"{_pts(diff['val'])} {_pts(diff['test'])} | {cmp['seeds']:>5}  {noise}")
-        if cmp["changed"]:
-            print(f"{'':<18} note: ran with {', '.join(f'{k}={format_value(v)}' for k, v in cmp['changed'].items())}"
-                  " (not the experiment's settings)")
-    print(f"\n* {SPLIT_NOTE}.\nWithin noise: the test difference lies inside the 95% band of both test "
-          "samples (binomial) and the seeds' spread (see gptlib.support.noise.compare_with_book).")
-    if not n_run:
-        print(f"No runs in {root} yet: run one with `python -m gptlib experiments run KEY`.")
-    for line in problems:
-        print(f"note: {line}")
-    return 0
-
-
-def _experiments(args: argparse.Namespace) -> int:
-    return {"list": _experiments_list, "run": _experiments_run, "table": _experiments_table}[args.action](args)
-
 
 def _cache(args: argparse.Namespace) -> int:
     from gptlib.speed.store import default_store
@@ -256,7 +131,7 @@ def _classify(args: argparse.Namespace) -> int:
     names = meta.get("class_names") or [str(i) for i in range(model.out_head.out_features)]
     for text in args.text:
         probs = predict_proba(text, model, get_tokenizer(), device, max_length=meta.get("max_length"),
-                              pad_token_id=meta.get("pad_token_id", 50256), token=meta.get("token", "last"))
+                              pad_token_id=meta.get("pad_token_id", END_OF_TEXT_ID), token=meta.get("token", "last"))
         best = max(range(len(probs)), key=probs.__getitem__)
         detail = ", ".join(f"{n} {p:.3f}" for n, p in zip(names, probs))
         print(f"{names[best]}\t({detail})\t{text}")
@@ -264,28 +139,56 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
+    """Fetch ahead of time what a run needs. The SMS data ships with gptlib, so ``download data``
+    needs no network unless a URL is given; ``download all`` goes on to the weights whatever
+    the data step met, and says at the end what could not be fetched."""
+    from gptlib.data import DataError
+    from gptlib.support.download import DownloadError
+
+    failed = []
     if args.what in ("data", "all"):
         from gptlib.finetune import resolve_data_file
 
-        print(resolve_data_file(None, url=args.data_url, timeout=args.timeout, shipped=False))
+        url = args.data_url or os.environ.get("GPTLIB_DATA_URL")
+        try:
+            print(resolve_data_file(None, url=url, timeout=args.timeout, shipped=not url))
+        except (DownloadError, DataError) as err:
+            if args.what == "data":
+                raise
+            print(f"data: {_one_line(err)}", file=sys.stderr)
+            failed.append("the data")
     if args.what in ("weights", "all"):
         from gptlib.weights import download_pretrained
 
         for name in args.model_size:
-            print(download_pretrained(name, timeout=args.timeout))
+            try:
+                print(download_pretrained(name, timeout=args.timeout))
+            except DownloadError as err:
+                if args.what == "weights" and len(args.model_size) == 1:
+                    raise
+                print(f"{name}: {_one_line(err)}", file=sys.stderr)
+                failed.append(name)
+    if failed:
+        print(f"error: could not fetch {', '.join(failed)} (see above); the rest is in place.", file=sys.stderr)
+        return 2
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m gptlib", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m gptlib", description="gptlib: chapter 6 of 'Build a Large Language Model (From "
+        "Scratch)' on the command line: fine-tune GPT-2 as an SMS spam classifier, run the book's experiments, "
+        "classify messages, fetch files ahead of time, and build or grade the assignments.")
+    parser.add_argument("--version", action="version", version=f"gptlib {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_finetune(sub)
-    _add_experiments(sub)
+    add_experiments_parser(sub, add_setting_flags, _add_seeds_and_progress)
     c = sub.add_parser("classify", help="classify messages with a saved classifier")
     c.add_argument("checkpoint", help="classifier.pth written by `finetune`")
     c.add_argument("text", nargs="+", help="one or more messages")
     c.add_argument("--device", default="auto")
-    dl = sub.add_parser("download", help="fetch the data and/or weights ahead of time (e.g. before class)")
+    dl = sub.add_parser("download", help="fetch the weights (and, from a URL, the data) ahead of time, e.g. "
+                                         "before class; the SMS data ships with gptlib")
     dl.add_argument("what", choices=["data", "weights", "all"], nargs="?", default="all")
     dl.add_argument("--model-size", nargs="+", default=["gpt2-small (124M)"], help="weight presets to fetch")
     dl.add_argument("--data-url", default=None, metavar="URL",
@@ -313,7 +216,10 @@ def _flagged(err: Exception) -> str:
     """A setting's error with its command-line flag in front: ``--train-limit: train_limit ...``."""
     text = _one_line(err)
     found = [(m.start(), f.name) for f in setting_fields() if (m := re.search(rf"\b{f.name}\b", text))]
-    return f"--{min(found)[1].replace('_', '-')}: {text}" if found else text
+    if not found:
+        return text
+    name = min(found)[1]
+    return f"--{name.replace('_', '-')}: {text.removeprefix(f'{name}: ')}"
 
 
 def _one_line(message: object) -> str:
@@ -324,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"finetune": _finetune, "classify": _classify, "download": _download,
                 "assignments": assignments_command, "cache": _cache,
-                "experiments": _experiments}
+                "experiments": lambda args: experiments_command(args, _run)}
     from gptlib.data import DataError
     from gptlib.support.download import DownloadError
     from gptlib.weights import WeightLoadError
@@ -342,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {_one_line(err.strerror or err)}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; the previous run's files are as they were, and nothing half-written was kept.",
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while this ends changes nothing
+        print("interrupted; nothing half-written was kept (a run's previous files are as they were).",
               file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - the last resort: one line, never a traceback

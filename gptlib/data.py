@@ -47,6 +47,7 @@ from gptlib.support.sms_files import (  # noqa: F401  (the file checks, re-expor
     require_columns,
     shipped_spam_file,
 )
+from gptlib.tokenizer import END_OF_TEXT_ID
 
 CLASS_NAMES = ("not spam", "spam")
 
@@ -101,9 +102,9 @@ def download_and_unzip_spam_data(
         download_file(urls, zip_path, timeout=timeout, progress=progress)
     except DownloadError as err:
         raise DownloadError(
-            f"{err}\nAlternatively put the raw {SPAM_MEMBER} file (or the zip) in a folder and "
-            "set GPTLIB_DATA_DIR to it, or pass local_copy=... (the CLI's --data)."
-        ) from None
+            f"{err} Alternatively put the raw {SPAM_MEMBER} file (or the zip) in a folder and "
+            "set GPTLIB_DATA_DIR to it, or give it with --data (local_copy=... in Python).",
+            err.tried, err.http_status) from None
     try:
         raw = checked(member_bytes(zip_path), zip_path, sha256)
     except DataError:
@@ -214,7 +215,7 @@ class SpamDataset(Dataset):
     """
 
     def __init__(self, csv_file: str | Path | pd.DataFrame, tokenizer, max_length: int | None = None,
-                 pad_token_id: int = 50256, padding: str = "max_length",
+                 pad_token_id: int = END_OF_TEXT_ID, padding: str = "max_length",
                  label_map: dict[str, int] | None = None):
         if padding not in ("max_length", "batch"):
             raise ValueError(f"padding must be 'max_length' (the book's) or 'batch'; got {padding!r}.")
@@ -285,7 +286,7 @@ def spam_datasets(train: str | Path | pd.DataFrame, validation: str | Path | pd.
     return train_ds, val_ds, test_ds
 
 
-def pad_collate(batch: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_token_id: int = 50256
+def pad_collate(batch: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_token_id: int = END_OF_TEXT_ID
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack a batch, right-padding each message with ``pad_token_id`` to the batch's longest.
 

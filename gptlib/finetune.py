@@ -42,18 +42,18 @@ from gptlib.data import (
 from gptlib.lora import add_lora, describe_lora, merge_lora, save_lora
 from gptlib.model import GPTModel, get_config
 from gptlib.settings import FinetuneConfig
-from gptlib.speed.memory import check_fits, estimate_run_memory
+from gptlib.speed.memory import run_memory_line
 from gptlib.speed.shared_base import (
-    base_is_loaded,
     base_model,
     classifier_from_base,
     own_parameters,
     own_trainable,
 )
 from gptlib.support.device import get_device
-from gptlib.support.files import atomic_folder, atomic_write_bytes, probe_writable, sha256_of
+from gptlib.support.files import atomic_folder, atomic_write_bytes, check_writable, sha256_of
+from gptlib.support.labels import check_label_range
 from gptlib.support.sms_files import have_book_file
-from gptlib.tokenizer import get_tokenizer
+from gptlib.tokenizer import END_OF_TEXT_ID, get_tokenizer
 from gptlib.train import (
     calc_accuracy_loader,
     classification_metrics,
@@ -131,8 +131,11 @@ def build_datasets(cfg: FinetuneConfig, tokenizer, data_dir: Path, context_lengt
         train_df, val_src, test_src, names = own_data_splits(cfg.train_csv, cfg.val_csv, cfg.test_csv, csv=cfg.csv,
                                                              split=random_split)
         if verbose:
+            columns = train_df.attrs.get("columns", {})
+            read = ", ".join(f"{given!r} as {role}" for role, given in columns.items() if given != role)
             print(f"Your data: {len(names)} classes ({', '.join(names)}), from "
-                  f"{cfg.csv or ', '.join(map(str, (cfg.train_csv, cfg.val_csv, cfg.test_csv)))}")
+                  f"{cfg.csv or ', '.join(map(str, (cfg.train_csv, cfg.val_csv, cfg.test_csv)))}"
+                  + (f" (columns {read})" if read else ""))
     else:
         data_file = resolve_data_file(cfg.data, verbose, cfg.data_url, cfg.download_timeout)
         train_csv, val_src, test_src = prepare_spam_splits(data_file, data_dir)
@@ -191,7 +194,7 @@ def run_finetune(cfg: FinetuneConfig | None = None, *, callback=None, progress: 
             return _train_and_evaluate(cfg, Path(work), callback, progress, verbose, prepare_model,
                                        evaluate_splits)
     output = Path(cfg.output)
-    check_output_folders(cfg)
+    check_writable(cfg.output, cfg.figures)
     with atomic_folder(output, carry=lambda name: name not in RUN_FILES) as work:
         result = _train_and_evaluate(cfg, work, callback, progress, verbose, prepare_model, evaluate_splits)
         _save_outputs(result, cfg, result.model, work, output)
@@ -209,25 +212,6 @@ def run_finetune(cfg: FinetuneConfig | None = None, *, callback=None, progress: 
 RUN_FILES = ("classifier.pth", "metrics.json", "lora_adapter.pt", "plots", "data")
 
 
-def check_output_folders(cfg: FinetuneConfig) -> None:
-    """Raise ValueError, naming the setting, when ``output`` or ``figures`` cannot be written
-    (read-only, no permission, a file in the way): found before any training."""
-    output = Path(cfg.output)
-    folders = [("output", output.parent), ("output", output)] if output.exists() else [("output", output.parent)]
-    if cfg.figures:
-        folders.append(("figures", Path(cfg.figures)))
-    for name, folder in folders:
-        if name == "output" and output.exists() and not output.is_dir():
-            raise ValueError(f"--output {output}: a file is in the way (the output must be a folder); "
-                             "choose another --output.")
-        try:
-            probe_writable(folder)
-        except OSError as err:
-            raise ValueError(f"--{name} {getattr(cfg, name)}: cannot write in {folder} ({err.strerror or err}); "
-                             f"choose a folder you can write with --{name}"
-                             + (" (or --figures none for no plots)." if name == "figures" else ".")) from None
-
-
 def _train_and_evaluate(cfg: FinetuneConfig, work: Path, callback, progress: bool, verbose: bool,
                         prepare_model: Callable[[GPTModel], GPTModel | None] | None = None,
                         evaluate_splits: Callable[..., Any] | None = None) -> FinetuneResult:
@@ -240,8 +224,9 @@ def _train_and_evaluate(cfg: FinetuneConfig, work: Path, callback, progress: boo
 
     train_ds, val_ds, test_ds, class_names = build_datasets(cfg, tokenizer, work / "data", context_length,
                                                             verbose)
-    check_labels(train_ds, val_ds, test_ds, class_names)
-    say(_memory_line(cfg, device, train_ds, len(class_names)))
+    check_label_range({"training": train_ds.labels, "validation": val_ds.labels, "test": test_ds.labels},
+                      len(class_names), class_names)
+    say(run_memory_line(cfg, device, train_ds, len(class_names)))
     model = build_model(cfg, device, progress=progress, num_classes=len(class_names),
                         private=prepare_model is not None)
     if prepare_model is not None:  # code that may change anything: the model is all its own
@@ -317,25 +302,6 @@ def run_finetune_seeds(cfg: FinetuneConfig, seeds: int, **kwargs: Any) -> tuple[
     return results, summarize([r.test_accuracy for r in results], n)
 
 
-def check_labels(train_ds: SpamDataset, val_ds: SpamDataset, test_ds: SpamDataset, class_names: list[str]) -> None:
-    """Every label must be a class of the head (0 .. K-1), checked before the first step."""
-    k = len(class_names)
-    for name, ds in (("training", train_ds), ("validation", val_ds), ("test", test_ds)):
-        bad = sorted({label for label in ds.labels if not 0 <= label < k})
-        if bad:
-            raise ValueError(f"The {name} data has label id(s) {bad[:5]}, but the classifier has {k} classes "
-                             f"({', '.join(class_names)}): ids must be 0..{k - 1}.")
-
-
-def _memory_line(cfg: FinetuneConfig, device: torch.device, train_ds: SpamDataset, num_classes: int) -> str:
-    """What the run needs, before the model is loaded; refuses a run that will not fit."""
-    tokens = train_ds.max_length if cfg.padding == "max_length" else max(train_ds.lengths)
-    estimate = estimate_run_memory(cfg.model_size, cfg.trainable, batch_size=cfg.batch_size, tokens=tokens,
-                                   num_classes=num_classes, lora_rank=cfg.lora_rank, lora_head=cfg.lora_head,
-                                   base_loaded=base_is_loaded(cfg.model_size, cfg.weights, cfg.seed))
-    return check_fits(estimate, device, f"{cfg.model_size}, trainable {cfg.trainable!r}, batch {cfg.batch_size}")
-
-
 def _save_outputs(result: FinetuneResult, cfg: FinetuneConfig, model: GPTModel, work: Path, output: Path) -> None:
     """Write the run's set into ``work`` (the staging folder), recording where each file will be."""
     plain = model
@@ -344,7 +310,7 @@ def _save_outputs(result: FinetuneResult, cfg: FinetuneConfig, model: GPTModel, 
         result.files["adapter"] = str(output / "lora_adapter.pt")
         plain = merge_lora(model)
     save_classifier(plain, work / "classifier.pth", max_length=result.max_length, token=cfg.token,
-                    pad_token_id=50256, class_names=list(result.class_names), finetune_config=asdict(cfg))
+                    pad_token_id=END_OF_TEXT_ID, class_names=list(result.class_names), finetune_config=asdict(cfg))
     result.files["checkpoint"] = str(output / "classifier.pth")
     if result.train_losses and result.train_accs:
         import matplotlib.pyplot as plt

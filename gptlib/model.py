@@ -155,34 +155,23 @@ class MultiHeadAttention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def attend(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-               causal_offset: int = 0) -> torch.Tensor:
-        """Attention of (b, h, Tq, hd) queries over (b, h, Tk, hd) keys/values.
-
-        Query i sits at position ``causal_offset + i`` and sees keys 0..that position.
-        Returns the merged, projected context vectors, shape (b, Tq, d_out).
-        """
-        b, _, tq, _ = queries.shape
-        tk = keys.shape[2]
+    def attend(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Causal attention of (b, h, T, hd) queries over (b, h, T, hd) keys/values: query i
+        sees keys 0..i (every key where the mask is off). Returns the merged, projected context
+        vectors, shape (b, T, d_out)."""
+        b, _, t, _ = queries.shape
         p = self.dropout.p if self.training else 0.0
-        if not self.causal and p > 0.0:  # no mask: every query sees every key
-            weights = torch.softmax(queries @ keys.transpose(2, 3) / math.sqrt(self.head_dim), dim=-1)
-            context = self.dropout(weights) @ values
-        elif not self.causal:
-            context = F.scaled_dot_product_attention(queries, keys, values)
-        elif p > 0.0:
+        if p == 0.0:  # PyTorch's fused kernel
+            context = F.scaled_dot_product_attention(queries, keys, values, is_causal=self.causal)
+        else:
             # Dropout on the attention weights, written out so that random numbers are
             # drawn exactly as in the book (same call, same shape, same order).
             scores = queries @ keys.transpose(2, 3) / math.sqrt(self.head_dim)
-            scores = scores.masked_fill(_causal_mask(tq, tk, causal_offset, scores.device), -torch.inf)
-            weights = self.dropout(torch.softmax(scores, dim=-1))
-            context = weights @ values
-        elif causal_offset == 0 and tq == tk:
-            context = F.scaled_dot_product_attention(queries, keys, values, is_causal=True)
-        else:
-            allowed = ~_causal_mask(tq, tk, causal_offset, queries.device)
-            context = F.scaled_dot_product_attention(queries, keys, values, attn_mask=allowed)
-        context = context.transpose(1, 2).reshape(b, tq, self.d_out)
+            if self.causal:
+                later = torch.triu(torch.ones(t, t, dtype=torch.bool, device=scores.device), diagonal=1)
+                scores = scores.masked_fill(later, -torch.inf)
+            context = self.dropout(torch.softmax(scores, dim=-1)) @ values
+        context = context.transpose(1, 2).reshape(b, t, self.d_out)
         return self.out_proj(context)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -190,13 +179,6 @@ class MultiHeadAttention(nn.Module):
         k = self.split_heads(self.W_key(x))
         v = self.split_heads(self.W_value(x))
         return self.attend(q, k, v)
-
-
-def _causal_mask(tq: int, tk: int, offset: int, device: torch.device) -> torch.Tensor:
-    """True where query i (at position offset + i) must not see key j (j > offset + i)."""
-    rows = torch.arange(tq, device=device)[:, None] + offset
-    cols = torch.arange(tk, device=device)[None, :]
-    return cols > rows
 
 
 def _add_book_mask(module: MultiHeadAttention, state_dict: dict, prefix: str, local_metadata) -> None:

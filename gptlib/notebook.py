@@ -18,7 +18,7 @@ import inspect
 import math
 import os
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ import torch
 from gptlib.data import SPAM_SHA256, shipped_spam_file
 from gptlib.finetune import base_model, resolve_data_file
 from gptlib.model import GPTModel
+from gptlib.settings import FinetuneConfig
 from gptlib.support.device import get_device
 from gptlib.support.files import sha256_of
 from gptlib.tokenizer import END_OF_TEXT_ID, get_tokenizer
@@ -35,52 +36,61 @@ from gptlib.train import encode_message
 
 PROFILE_ENV = "GPTLIB_PROFILE"
 PROFILES = ("book", "offline", "smoke")
-# What each profile runs and what to expect from it: the banner at the top of every notebook.
-PROFILE_NOTES = {
-    "book": ("the book's run: OpenAI's pretrained gpt2-small, the real SMS Spam Collection, the book's "
-             "settings (5 epochs). Expect the book's figures (test 95.67%) up to noise; the weights "
-             "(500 MB) are downloaded once."),
-    "offline": ("no network needed: gpt2-small-shaped *random* weights, the real SMS Spam Collection "
-                "shipped with gptlib, the book's settings. Expect about 93-94% test after 5 epochs. "
-                "Without pretraining the lesson shifts: the last real token comes out about 1 point "
-                "worse than the last position (with pretrained weights it is about 3 better), and "
-                "validation lands below test. Numbers that depend on pretraining are not the book's."),
-    "smoke": ("a seconds-long check of the code: a tiny random model, 200 made-up messages, 1 epoch. "
-              "The numbers mean nothing."),
-}
 SMOKE_DATA = "assets/sms_smoke.tsv"
 TRAINABLE_CHOICES = ("head", "last_block", "last_2_blocks", "all")
 
 
 @dataclass(frozen=True)
 class Profile:
-    """The settings a notebook runs with. Defaults are the book's run (``load_profile("book")``)."""
+    """The settings a notebook runs with: one run's :class:`FinetuneConfig` (``config``) plus
+    the few things only notebooks need. Defaults are the book's run (``load_profile("book")``).
+
+    A run setting reads straight through: ``profile.epochs`` is ``profile.config.epochs``.
+    """
 
     name: str = "book"
-    model: str = "gpt2-small (124M)"
-    weights: str = "pretrained"  # "pretrained" (OpenAI's GPT-2) or "random"
-    data_file: Path | None = None  # None: download the SMS Spam Collection (or use GPTLIB_DATA_DIR)
-    epochs: int = 5
-    batch_size: int = 8
-    lr: float = 5e-5
-    weight_decay: float = 0.1
-    eval_freq: int = 50  # steps between loss evaluations
-    eval_iter: int = 5  # batches per evaluation
+    config: FinetuneConfig = field(default_factory=FinetuneConfig)  # model, weights, data, training
     accuracy_batches: int = 10  # batches for the accuracy before fine-tuning (the book's 10)
     loss_batches: int = 5  # batches for the loss before fine-tuning (the book's 5)
-    seed: int = 123
-    device: str = "auto"
     work_dir: Path = Path("runs/notebooks")  # split CSVs and the saved classifier
     figures_dir: Path = Path("figures")  # loss and accuracy plots
 
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name == "config":
+            raise AttributeError(name)
+        try:
+            return getattr(self.config, name)
+        except AttributeError:
+            raise AttributeError(f"A profile has no setting {name!r}.") from None
+
     def replace(self, **changes: Any) -> Profile:
-        """A copy with some settings changed, e.g. ``profile.replace(epochs=3)``."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some settings changed, e.g. ``profile.replace(epochs=3)``: a run setting
+        (any FinetuneConfig field) goes to the copy's ``config``, the rest to the profile."""
+        own = {f.name for f in dataclasses.fields(self)}
+        run = {k: v for k, v in changes.items() if k not in own}
+        try:
+            config = dataclasses.replace(self.config, **run)
+        except TypeError:
+            unknown = sorted(set(run) - {f.name for f in dataclasses.fields(FinetuneConfig)})
+            raise ValueError(f"Unknown setting(s) {unknown}: a profile takes {sorted(own - {'config'})} and "
+                             "any FinetuneConfig field.") from None
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if k in own}, config=config)
+
+    def run_config(self, folder: str, **changes: Any) -> FinetuneConfig:
+        """The FinetuneConfig of a run made from this profile, writing below ``work_dir/folder``
+        (no figures), with ``changes`` (any FinetuneConfig field) on top."""
+        values = {**dataclasses.asdict(self.config), "output": str(Path(self.work_dir) / folder), "figures": None}
+        return FinetuneConfig.from_dict({**values, **changes})
 
     def summary(self) -> str:
-        """The settings, one per line."""
-        width = max(len(f.name) for f in dataclasses.fields(self))
-        return "\n".join(f"{f.name:<{width}}  {getattr(self, f.name)}" for f in dataclasses.fields(self))
+        """The settings, one per line: the notebook's own, then the run's that differ from the book's."""
+        book = FinetuneConfig()
+        rows = [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "config"]
+        rows += [(f.name, getattr(self.config, f.name)) for f in dataclasses.fields(self.config)
+                 if f.name in ("model_size", "weights", "data", "epochs", "lr", "batch_size", "seed", "device")
+                 or getattr(self.config, f.name) != getattr(book, f.name)]
+        width = max(len(name) for name, _ in rows)
+        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
     def __str__(self) -> str:
         return self.summary()
@@ -128,26 +138,26 @@ def load_profile(name: str | None = None, **overrides: Any) -> Profile:
         profile = Profile(work_dir=root / "runs" / "notebooks", figures_dir=root / "runs" / "notebooks" / "figures")
     elif name == "offline":
         work = root / "runs" / "notebooks-offline"
-        profile = Profile(name="offline", weights="random", data_file=shipped_spam_file(), work_dir=work,
-                          figures_dir=work / "figures")
+        profile = Profile(name="offline", config=FinetuneConfig(weights="random", data=str(shipped_spam_file())),
+                          work_dir=work, figures_dir=work / "figures")
     else:
         work = root / "runs" / "notebooks-smoke"
         profile = Profile(
-            name="smoke", model="gpt2-tiny (test)", weights="random",
-            data_file=None if os.environ.get("GPTLIB_DATA_DIR") else smoke_data_file(),
-            epochs=1, eval_freq=2, eval_iter=2, accuracy_batches=2, loss_batches=2,
-            device="cpu", work_dir=work, figures_dir=work / "figures",
+            name="smoke", config=FinetuneConfig(
+                model_size="gpt2-tiny (test)", weights="random", epochs=1, eval_freq=2, eval_iter=2, device="cpu",
+                data=None if os.environ.get("GPTLIB_DATA_DIR") else str(smoke_data_file())),
+            accuracy_batches=2, loss_batches=2, work_dir=work, figures_dir=work / "figures",
         )
     return profile.replace(**overrides) if overrides else profile
 
 
 def spam_data_file(profile: Profile) -> Path:
-    """The raw SMS file a profile uses: its ``data_file`` (a plain file as it is; a zip or a
+    """The raw SMS file a profile uses: its ``data`` (a plain file as it is; a zip or a
     folder checked and unpacked), else the book's download step (which takes a local copy from
     ``$GPTLIB_DATA_DIR`` instead of the network when set). Same rules as ``--data``."""
-    if profile.data_file is None:  # an earlier download, GPTLIB_DATA_DIR, or the shipped copy
+    if profile.data is None:  # an earlier download, GPTLIB_DATA_DIR, or the shipped copy
         return resolve_data_file(None)
-    return resolve_data_file(str(profile.data_file), verbose=False)
+    return resolve_data_file(str(profile.data), verbose=False)
 
 
 def profile_device(profile: Profile) -> torch.device:
@@ -183,37 +193,12 @@ def load_base_model(profile: Profile) -> GPTModel:
     from gptlib.weights import weights_path
 
     try:
-        return base_model(profile.model, profile.weights, seed=profile.seed)
+        return base_model(profile.model_size, profile.weights, seed=profile.seed)
     except DownloadError:
         raise NotebookStop(
             f"No pretrained GPT-2 weights here (none cached, and the download failed). Either restart "
             f"Jupyter with GPTLIB_PROFILE=offline (random gpt2-small-shaped weights, the real data), or put "
-            f"OpenAI's model.safetensors at {weights_path(profile.model)}.") from None
-
-
-class Banner:
-    """The one line at the top of a notebook: which profile runs, and what to expect from it."""
-
-    def __init__(self, profile: Profile):
-        self.profile = profile
-
-    def text(self) -> str:
-        note = PROFILE_NOTES.get(self.profile.name, "")
-        return (f"Profile {self.profile.name!r}: {note} Switch with {PROFILE_ENV}=book|offline|smoke "
-                "before starting Jupyter.")
-
-    def _repr_markdown_(self) -> str:
-        note = PROFILE_NOTES.get(self.profile.name, "")
-        return (f"> **Profile `{self.profile.name}`**: {note}  \n> Switch with "
-                f"`{PROFILE_ENV}=book|offline|smoke` before starting Jupyter.")
-
-    def __repr__(self) -> str:
-        return self.text()
-
-
-def profile_banner(profile: Profile) -> Banner:
-    """The banner every notebook shows under its settings cell."""
-    return Banner(profile)
+            f"OpenAI's model.safetensors at {weights_path(profile.model_size)}.") from None
 
 
 def _in_notebook() -> bool:
@@ -299,47 +284,3 @@ def attention_weights(model: GPTModel, input_ids: torch.Tensor, block: int = 0) 
         future = torch.triu(torch.ones(n, n, dtype=torch.bool, device=scores.device), diagonal=1)
         scores = scores.masked_fill(future, -torch.inf)
         return torch.softmax(scores, dim=-1)[0]
-
-
-# --- widgets (ipywidgets is imported inside each function) ---------------------------------
-
-
-class BookNote:
-    """A short block beside a result: the book's pretrained figure, this run's, and how to
-    read the difference (noise, and what random weights change)."""
-
-    def __init__(self, what: str, ours: float | None, book: float, n: int, profile: Profile, source: str):
-        self.what, self.ours, self.book, self.n, self.profile, self.source = what, ours, book, n, profile, source
-
-    def _parts(self) -> tuple[str, str, str]:
-        from gptlib.support.noise import binomial_halfwidth
-
-        book = f"{100 * self.book:.2f}%"
-        noise = 100 * binomial_halfwidth(self.book, self.n)
-        if self.ours is None:
-            return book, "not run here", f"one run on {self.n} messages moves by about +-{noise:.1f} points"
-        diff = 100 * (self.ours - self.book)
-        here = f"{100 * self.ours:.2f}% ({diff:+.2f} points)"
-        if self.profile.weights != "pretrained":
-            how = (f"{'within' if abs(diff) <= noise else 'beyond'} the +-{noise:.1f} points one run on {self.n} "
-                   "messages moves by; with random weights instead of OpenAI's, expect a point or two lower "
-                   "and patterns that rest on pretraining to differ")
-        else:
-            how = f"{'within' if abs(diff) <= noise else 'beyond'} the +-{noise:.1f} points of noise for {self.n} messages"
-        return book, here, how
-
-    def _repr_markdown_(self) -> str:
-        book, here, how = self._parts()
-        return (f"> **The book** ({self.source}): {self.what} {book}. **Here** (profile `{self.profile.name}`, "
-                f"{self.profile.weights} weights): {here}: {how}.")
-
-    def __repr__(self) -> str:
-        book, here, how = self._parts()
-        return f"The book ({self.source}): {self.what} {book}. Here ({self.profile.name}): {here}: {how}."
-
-
-def book_note(what: str, ours: float | None, book: float, profile: Profile, n: int = 300,
-              source: str = "pretrained gpt2-small, chapter 6") -> BookNote:
-    """The block a notebook shows beside a result, e.g. ``book_note("test accuracy", acc, 0.9567,
-    profile)``; ``book`` is the figure from the book (0..1), ``n`` the messages it counts."""
-    return BookNote(what, ours, book, n, profile, source)

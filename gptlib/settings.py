@@ -23,10 +23,19 @@ from typing import Any
 from gptlib.classifier import DROPOUT_SCOPES, TOKEN_CHOICES, TRAINABLE_HELP, trainable_blocks
 from gptlib.lora import LORA_HEADS, LORA_SCALINGS
 from gptlib.model import MODEL_CONFIGS, get_config, resolve_preset
+from gptlib.weights import HF_REPOS
 
 # How a run computes: "book" the plain computation; "exact" the same numbers, faster; "fast"
 # also not bit-exact tricks (gptlib.speed applies them; this record only names them).
 SPEEDS = ("book", "exact", "fast")
+# Named presets, each a set of settings shown in the record it makes (never applied behind a
+# run's back). "fast": fast mode's computation with the choices that let it reuse the most:
+# the last real token of messages padded per batch (with pretrained weights the book's bonus
+# table has it more accurate), dropout only in the parts that train.
+PRESETS: dict[str, dict[str, Any]] = {
+    "book": {},
+    "fast": {"speed": "fast", "token": "last_real", "padding": "batch", "dropout_scope": "trainable"},
+}
 
 
 class SettingError(ValueError):
@@ -76,8 +85,10 @@ class FinetuneConfig:
     eval_iter: int = _s(5, "batches per evaluation", "int")
     train_limit: int | None = _s(None, "use only the first N training messages (none: all)", "int?")
     speed: str = _s("exact", "book: the book's plain computation; exact: the same results, faster, by "
-                    "reusing frozen activations; fast: last real token, per-batch padding, dropout only "
-                    "where training happens (see gptlib.speed.cached)", "str", SPEEDS)
+                    "reusing frozen activations; fast: also keeps them in bfloat16 and uses fused AdamW, "
+                    "not bit-exact (the command line's --speed fast also takes the fast preset: last real "
+                    "token, per-batch padding, dropout only where training happens, unless given)",
+                    "str", SPEEDS)
     dropout_scope: str | None = _s(None, "where dropout acts: all (book: frozen blocks too) or trainable "
                                    "(only the parts that train); none: trainable in fast mode, else all",
                                    "str?", DROPOUT_SCOPES)
@@ -97,13 +108,20 @@ class FinetuneConfig:
     lora_merged: bool = _s(False, "LoRA: fold the adapter into the weight before each matmul (the bonus "
                            "script's lora_alternative; the same numbers)", "bool")
 
+    @classmethod
+    def preset(cls, name: str, **changes: Any) -> FinetuneConfig:
+        """The settings of a named preset (see ``PRESETS``), with ``changes`` on top, e.g.
+        ``FinetuneConfig.preset("fast", epochs=1)``: token, padding and dropout scope show in the
+        record like any setting."""
+        if name not in PRESETS:
+            raise SettingError(f"Unknown preset {name!r}; use one of {tuple(PRESETS)}.")
+        return cls.from_dict({**PRESETS[name], **changes})
+
     def effective(self) -> FinetuneConfig:
-        """The settings actually used: ``speed="fast"`` reads the last real token of messages
-        padded per batch (with pretrained weights the book's bonus table has it more accurate),
-        and applies dropout only in the parts that train, so the frozen part stays reusable."""
+        """The settings a run uses: the model's full preset name, and where ``dropout_scope`` is
+        None, its default: "trainable" at speed "fast" (the frozen part stays reusable), else
+        "all" (the book's). Nothing else changes: the token and padding are the record's."""
         out = replace(self, model_size=resolve_preset(self.model_size))
-        if self.speed == "fast":
-            out = replace(out, token="last_real", padding="batch")
         if out.dropout_scope is None:
             out = replace(out, dropout_scope="trainable" if self.speed == "fast" else "all")
         return out
@@ -145,6 +163,10 @@ class FinetuneConfig:
             raise SettingError(f"drop_rate must be in [0, 1); got {self.drop_rate}.")
         if self.train_limit is not None and self.train_limit < 1:
             raise SettingError(f"train_limit must be at least 1 (or None for all messages); got {self.train_limit}.")
+        if self.weights == "pretrained" and resolve_preset(self.model_size) not in HF_REPOS:
+            raise SettingError(f"weights: the preset {resolve_preset(self.model_size)!r} has no published weights "
+                               f"(OpenAI's exist for {', '.join(k.split()[0] for k in HF_REPOS)}); set weights to "
+                               "random for it.")
         context = get_config(self.model_size)["context_length"]
         if self.max_length is not None and not 1 <= self.max_length <= context:
             raise SettingError(f"max_length {self.max_length} must be between 1 and the model's context ({context}).")

@@ -19,10 +19,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from gptlib.classifier import classifier_logits
+from gptlib.support.labels import check_loaders_fit_head
+from gptlib.tokenizer import END_OF_TEXT_ID
 
 
 def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model: torch.nn.Module,
-                    device: torch.device | str, token: str = "last", pad_token_id: int = 50256,
+                    device: torch.device | str, token: str = "last", pad_token_id: int = END_OF_TEXT_ID,
                     ignore_index: int = -100) -> torch.Tensor:
     """Cross-entropy of one batch, on the logits of the chosen token.
 
@@ -38,7 +40,7 @@ def _n_batches(data_loader: DataLoader, num_batches: int | None) -> int:
 
 
 def calc_loss_loader(data_loader: DataLoader, model: torch.nn.Module, device: torch.device | str,
-                     num_batches: int | None = None, token: str = "last", pad_token_id: int = 50256,
+                     num_batches: int | None = None, token: str = "last", pad_token_id: int = END_OF_TEXT_ID,
                      ignore_index: int = -100) -> float:
     """Mean batch loss over the first ``num_batches`` batches (all by default); NaN for an empty loader.
 
@@ -75,7 +77,7 @@ def _predictions(data_loader: DataLoader, model: torch.nn.Module, device: torch.
 
 
 def calc_accuracy_loader(data_loader: DataLoader, model: torch.nn.Module, device: torch.device | str,
-                         num_batches: int | None = None, token: str = "last", pad_token_id: int = 50256) -> float:
+                         num_batches: int | None = None, token: str = "last", pad_token_id: int = END_OF_TEXT_ID) -> float:
     """Fraction of correct predictions over the first ``num_batches`` batches (sets eval mode, as the book).
 
     Shown in notebooks/05_finetuning_and_evaluation.
@@ -88,7 +90,7 @@ def calc_accuracy_loader(data_loader: DataLoader, model: torch.nn.Module, device
 
 def evaluate_model(model: torch.nn.Module, train_loader: DataLoader, val_loader: DataLoader,
                    device: torch.device | str, eval_iter: int, token: str = "last",
-                   pad_token_id: int = 50256, ignore_index: int = -100) -> tuple[float, float]:
+                   pad_token_id: int = END_OF_TEXT_ID, ignore_index: int = -100) -> tuple[float, float]:
     """Train and validation loss on ``eval_iter`` batches each, without gradients."""
     model.eval()
     with torch.no_grad():
@@ -128,7 +130,7 @@ def train_classifier_simple(
     eval_iter: int,
     *,
     token: str = "last",
-    pad_token_id: int = 50256,
+    pad_token_id: int = END_OF_TEXT_ID,
     progress: bool = False,
     callback: Callable[[EvalEvent], Any] | None = None,
     verbose: bool = True,
@@ -154,6 +156,7 @@ def train_classifier_simple(
     """
     if accumulation_steps < 1:
         raise ValueError(f"accumulation_steps must be at least 1; got {accumulation_steps}.")
+    check_loaders_fit_head(model, {"training": train_loader, "validation": val_loader}, ignore_index)
     train_losses: list[float] = []
     val_losses: list[float] = []
     train_accs: list[float] = []
@@ -211,7 +214,7 @@ def train_classifier_simple(
 
 def classification_metrics(data_loader: DataLoader, model: torch.nn.Module, device: torch.device | str,
                            num_classes: int | None = None, num_batches: int | None = None, token: str = "last",
-                           pad_token_id: int = 50256) -> dict[str, Any]:
+                           pad_token_id: int = END_OF_TEXT_ID) -> dict[str, Any]:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix (rows: true, columns: predicted).
 
     ``num_classes`` defaults to the width of the model's head. For two classes,
@@ -247,7 +250,7 @@ def classification_metrics(data_loader: DataLoader, model: torch.nn.Module, devi
 
 
 def encode_message(text: str, tokenizer, context_length: int, max_length: int | None = None,
-                   pad_token_id: int = 50256) -> list[int]:
+                   pad_token_id: int = END_OF_TEXT_ID) -> list[int]:
     """Token ids for one message: truncated to the model's context, padded to ``max_length``."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("Cannot classify an empty message: give some text.")
@@ -258,7 +261,7 @@ def encode_message(text: str, tokenizer, context_length: int, max_length: int | 
 
 
 def predict_proba(text: str, model: torch.nn.Module, tokenizer, device: torch.device | str,
-                  max_length: int | None = None, pad_token_id: int = 50256, token: str = "last") -> list[float]:
+                  max_length: int | None = None, pad_token_id: int = END_OF_TEXT_ID, token: str = "last") -> list[float]:
     """Class probabilities (softmax of the chosen token's logits) for one message."""
     model.eval()
     ids = encode_message(text, tokenizer, model.pos_emb.weight.shape[0], max_length, pad_token_id)
@@ -268,7 +271,7 @@ def predict_proba(text: str, model: torch.nn.Module, tokenizer, device: torch.de
 
 
 def classify_review(text: str, model: torch.nn.Module, tokenizer, device: torch.device | str,
-                    max_length: int | None = None, pad_token_id: int = 50256, token: str = "last") -> str:
+                    max_length: int | None = None, pad_token_id: int = END_OF_TEXT_ID, token: str = "last") -> str:
     """"spam" or "not spam" for one message, as the book's ``classify_review``.
 
     ``max_length=None`` uses the message as it is; a longer message than the model's context

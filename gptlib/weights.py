@@ -75,7 +75,7 @@ def weight_urls(name: str) -> list[str]:
     if key not in HF_REPOS:
         raise ValueError(
             f"{key!r} has no published weights; pretrained presets are {list(HF_REPOS)}. "
-            "Use weights='random' for this preset."
+            "Use random weights for this preset (--weights random, or weights=\"random\")."
         )
     repo, book_file = HF_REPOS[key], BOOK_LAYOUT_FILES[key]
     return [
@@ -110,8 +110,8 @@ def download_pretrained(name: str, root: str | Path | None = None, progress: boo
                              check=lambda path: check_safetensors(path, advice="It was not kept."))
     except DownloadError as err:
         raise DownloadError(
-            f"{err}\nNo pretrained weights here? Run with --weights random (gpt2-small-shaped random weights; "
-            "in the notebooks GPTLIB_PROFILE=offline), or put OpenAI's model.safetensors where this message says.") from None
+            f"{err} Or train on random weights of the same shape: --weights random on the command line, "
+            "GPTLIB_PROFILE=offline for the notebooks.", err.tried, err.http_status) from None
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -121,7 +121,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"Weight file {path} does not exist.")
     if path.is_dir():
         raise WeightLoadError(f"{path} is a folder; give the weight file inside it.")
-    if path.suffix == ".safetensors":
+    with open(path, "rb") as f:
+        head = f.read(9)  # safetensors: an 8-byte header length, then the header's JSON "{"
+    # by content, not name: the Hugging Face cache keeps model.safetensors as a blob without a suffix
+    if path.suffix == ".safetensors" or (len(head) == 9 and head[8:9] == b"{" and head[:2] != b"PK"):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -130,7 +133,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except SafetensorError as err:
             raise WeightLoadError(f"{path} could not be read as safetensors ({err}).") from None
-    obj = torch_load(path, "weight file")
+    obj = torch_load(path, "weight file", "OpenAI's model.safetensors, or a state dict saved with "
+                     "torch.save(model.state_dict())")
     if isinstance(obj, dict) and "model_state_dict" in obj:
         obj = obj["model_state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -170,7 +174,9 @@ def infer_config(state_dict: dict[str, torch.Tensor], n_heads: int | None = None
         vocab, emb = sd["tok_emb.weight"].shape
         ctx = sd["pos_emb.weight"].shape[0]
         layers = {int(m.group(1)) for k in sd if (m := re.match(r"trf_blocks\.(\d+)\.", k))}
-        qkv_bias = "trf_blocks.0.att.W_query.bias" in sd
+        # q/k/v biases: the book's qkv_bias=True; decided by any of them, so that one missing
+        # bias is reported as missing rather than its siblings as extra
+        qkv_bias = any(re.match(r"trf_blocks\.\d+\.att\.W_(query|key|value)\.bias$", k) for k in sd)
     heads = n_heads or HEADS_BY_WIDTH.get(int(emb))
     if heads is None:
         raise WeightLoadError(

@@ -35,7 +35,8 @@
 # `GPTLIB_DATA_DIR` points at a copy of the real data.
 
 # %% tags=["parameters"]
-from gptlib.notebook import load_profile, profile_banner
+from gptlib.notebook import load_profile
+from gptlib.study.notes import profile_banner
 
 # None reads $GPTLIB_PROFILE: unset means "book" (the real SMS Spam Collection, as in the
 # book), "offline" the same data from the copy shipped with gptlib, "smoke" a 200-message
@@ -85,7 +86,7 @@ split_dir = profile.work_dir / "data"
 # the start, the smoke profile its small made-up file.
 
 # %%
-if profile.data_file is None:
+if profile.data is None:
     try:
         data_file = download_and_unzip_spam_data()  # downloads once, later calls reuse the file
     except DownloadError:  # offline: fall back on the copy shipped with gptlib (the same file)

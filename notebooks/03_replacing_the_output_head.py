@@ -32,7 +32,8 @@
 # `GPTLIB_PROFILE=smoke` (a tiny random model) everything runs in seconds.
 
 # %% tags=["parameters"]
-from gptlib.notebook import load_profile, profile_banner
+from gptlib.notebook import load_profile
+from gptlib.study.notes import profile_banner
 
 # None reads $GPTLIB_PROFILE: unset means "book" (pretrained gpt2-small, as in the book),
 # "offline" means gpt2-small-shaped random weights (no network), "smoke" means a tiny

@@ -34,7 +34,8 @@
 # which scores are read and how, not whether they are right.
 
 # %% tags=["parameters"]
-from gptlib.notebook import load_profile, profile_banner
+from gptlib.notebook import load_profile
+from gptlib.study.notes import profile_banner
 
 # None reads $GPTLIB_PROFILE: unset means "book" (pretrained gpt2-small, as in the book),
 # "offline" means gpt2-small-shaped random weights (no network), "smoke" means a tiny

@@ -35,7 +35,8 @@
 # steps are the same.
 
 # %% tags=["parameters"]
-from gptlib.notebook import load_profile, profile_banner
+from gptlib.notebook import load_profile
+from gptlib.study.notes import book_note, profile_banner
 
 # None reads $GPTLIB_PROFILE: unset means "book" (pretrained gpt2-small, real data, 5 epochs),
 # "offline" the same with gpt2-small-shaped random weights (no network), "smoke" a tiny
@@ -62,7 +63,6 @@ from gptlib.classifier import (
 from gptlib.data import CLASS_NAMES, create_data_loaders, prepare_spam_splits, spam_datasets
 from gptlib.lab.explorers import classify_explorer
 from gptlib.notebook import (
-    book_note,
     load_base_model,
     profile_device,
     show_source,

@@ -42,7 +42,8 @@
 # model, made-up data) a run takes about a second, and its accuracies mean nothing.
 
 # %% tags=["parameters"]
-from gptlib.notebook import load_profile, profile_banner
+from gptlib.notebook import load_profile
+from gptlib.study.notes import profile_banner
 
 # None reads $GPTLIB_PROFILE: unset means "book" (pretrained gpt2-small, the real data, the
 # book's 5 epochs), "offline" the same with random gpt2-small-shaped weights (no network),
@@ -77,7 +78,7 @@ from gptlib.lab import ExperimentPanel, book_bonus_results
 # | token read | last (the book), first, last real (non-pad) token, mean over real tokens, mean over every position with the pads (the bonus script's "averaged embeddings") | 6.5, ex. 6.3 |
 # | padding | to the longest training message (the book: 120), per batch, none (each message at its own length, batch size 1), to the model's context (1,024), a fixed length | 6.3, ex. 6.1 |
 # | advanced | the causal mask (off: every token sees every token), gradient accumulation steps, a target the loss ignores | bonus |
-# | speed | "book": the plain loop; "exact": same numbers, reuses what frozen layers computed; "fast": also reads the last real token of messages padded per batch | - |
+# | speed | "book": the plain loop; "exact": same numbers, reuses what frozen layers computed; "fast": also keeps them in bfloat16; choosing it sets its preset (last real token, padding per batch, dropout only where training happens), which you can change after | - |
 # | dropout acts in | every block, frozen ones too (the book's, and "exact"/"book"'s default); only the parts that train ("fast"'s default: the frozen blocks stay reusable, so dropout costs no extra time) | 6.7 |
 # | training messages | "all" for all 1,045; fewer to see how much data matters | - |
 # | repeat with N seeds | N runs with seeds seed, seed+1, ...: the table then shows each setting's mean, spread and 95% interval | - |

@@ -39,7 +39,8 @@
 # the whole notebook runs in seconds and its accuracies mean nothing.
 
 # %% tags=["parameters"]
-from gptlib.notebook import load_profile, profile_banner
+from gptlib.notebook import load_profile
+from gptlib.study.notes import profile_banner
 
 # None reads $GPTLIB_PROFILE: unset means "book" (pretrained gpt2-small, the real data, the
 # book's 5 epochs), "offline" the same with random gpt2-small-shaped weights (no network),
@@ -90,7 +91,7 @@ tokenizer = get_tokenizer()
 device = profile_device(profile)
 RANDOM_NOTE = ("random weights: these numbers show the mechanics only; the book's come from "
                "OpenAI's pretrained weights") if profile.weights == "random" else "pretrained weights"
-print("device:", device, "|", profile.model, "with", RANDOM_NOTE)
+print("device:", device, "|", profile.model_size, "with", RANDOM_NOTE)
 
 # %% [markdown]
 # ## What LoRA is, and why
@@ -407,7 +408,7 @@ comparison = pd.DataFrame(
         "train %": 99.81, "val %": 97.99, "test %": 96.67, "time": "12.10 min (M1 CPU)"},
        {"run": "book, appendix E as printed: LoRA (alpha, lr 5e-5)", "weights": "pretrained",
         "train %": 100.00, "val %": 96.64, "test %": 97.33, "time": ""}])
-print("Your runs:", profile.model, "with", RANDOM_NOTE)
+print("Your runs:", profile.model_size, "with", RANDOM_NOTE)
 comparison.round(2)
 
 # %% [markdown]

@@ -35,7 +35,8 @@
 # number it prints is meaningless.
 
 # %% tags=["parameters"]
-from gptlib.notebook import load_profile, profile_banner
+from gptlib.notebook import load_profile
+from gptlib.study.notes import profile_banner
 
 # None reads $GPTLIB_PROFILE (book, offline or smoke; unset means book).
 PROFILE = None
@@ -50,7 +51,7 @@ from IPython.display import display
 
 from gptlib import get_tokenizer
 from gptlib.classifier import load_classifier
-from gptlib.finetune import FinetuneConfig, run_finetune
+from gptlib.finetune import run_finetune
 from gptlib.notebook import profile_device, show_source, spam_data_file
 from gptlib.study.inspection import (
     NATURAL_SPAM_RATE,
@@ -83,11 +84,7 @@ print("device:", device)
 # %%
 data_file = spam_data_file(profile)
 run_dir = profile.work_dir / "08"
-config = FinetuneConfig(
-    model_size=profile.model, weights=profile.weights, data=str(data_file), epochs=profile.epochs,
-    lr=profile.lr, weight_decay=profile.weight_decay, batch_size=profile.batch_size,
-    eval_freq=profile.eval_freq, eval_iter=profile.eval_iter, seed=profile.seed,
-    device=profile.device, output=str(run_dir), speed="exact")
+config = profile.run_config("08", data=str(data_file), speed="exact")  # the profile's settings, saved below run_dir
 wanted = json.loads(json.dumps(vars(config.effective())))
 keys = ("model_size", "weights", "data", "epochs", "lr", "weight_decay", "batch_size", "seed", "token", "trainable")
 
@@ -107,7 +104,7 @@ else:
 classifier, meta = load_classifier(run_dir, device=device)
 max_length = meta["max_length"]
 run_metrics = json.loads((run_dir / "metrics.json").read_text())
-print(f"{profile.model}, {profile.weights} weights, {profile.epochs} epoch(s); padded to {max_length} tokens; "
+print(f"{profile.model_size}, {profile.weights} weights, {profile.epochs} epoch(s); padded to {max_length} tokens; "
       f"test accuracy {run_metrics['test_accuracy']:.2%}")
 
 # %% [markdown]

@@ -687,8 +687,9 @@ def test_measure_mode_checks_the_numbers(runs, monkeypatch):
 
 def test_run_experiment_takes_every_finetune_setting(runs):
     from gptlib.assignments.runner import compare_runs, run_experiment
+    from gptlib.settings import PRESETS
 
-    fast = run_experiment(runs["profile"], speed="fast", quiet=True)
+    fast = run_experiment(runs["profile"], **PRESETS["fast"], quiet=True)
     assert fast.config["speed"] == "fast" and fast.config["token"] == "last_real"
     table = compare_runs({"baseline": runs["baseline"], "fast": fast}).round(3)
     assert table["train acc %"].dtype.kind == "f"

@@ -4,6 +4,8 @@ the frozen part reusable."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -171,3 +173,17 @@ def test_prepare_model_never_changes_the_base_of_the_next_run(small_tsv, tmp_pat
     run_finetune(cfg, progress=False, verbose=False, save=False, prepare_model=hook)
     after = shared_base(TINY, "random", seed=5)
     assert all(torch.equal(a, b) for a, b in zip(before, after.parameters()))
+
+
+def test_fast_is_a_named_preset_and_the_record_is_never_rewritten():
+    from gptlib.settings import PRESETS, SettingError
+
+    fast = FinetuneConfig.preset("fast", epochs=1)
+    assert (fast.speed, fast.token, fast.padding, fast.dropout_scope, fast.epochs) == (
+        "fast", "last_real", "batch", "trainable", 1)
+    plain = FinetuneConfig(speed="fast")  # fast mode's computation with the book's token and padding
+    assert (plain.effective().token, plain.effective().padding) == ("last", "max_length")
+    assert FinetuneConfig.preset("book") == FinetuneConfig()
+    assert set(PRESETS["fast"]) <= {f.name for f in dataclasses.fields(FinetuneConfig)}
+    with pytest.raises(SettingError, match="Unknown preset"):
+        FinetuneConfig.preset("turbo")

@@ -191,8 +191,9 @@ def test_404_everywhere(server, folder):
     with pytest.raises(DownloadError) as err:
         download_file([server.url("/a"), server.url("/b")], dest, **FAST)
     msg = str(err.value)
-    assert server.url("/a") in msg and server.url("/b") in msg
-    assert "404" in msg
+    assert server.url("/a") in msg and "404" in msg  # one line: the first address and what went wrong
+    assert [t.split(": ")[0] for t in err.value.tried] == [server.url("/a"), server.url("/b")]
+    assert err.value.http_status == [404, 404]
     assert_only(folder, {})
 
 

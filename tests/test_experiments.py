@@ -74,7 +74,7 @@ def test_every_row_has_settings_that_pass_check(key):
     for name, value in exp.settings.items():
         assert getattr(cfg, name) == value and type(getattr(cfg, name)) is type(value)
     # on the tiny model, as the tests run them (its context is 256, so pad-to-context rows pad to 256)
-    exp.config(model_size=TINY, **({"max_length": 256} if cfg.max_length else {})).check()
+    exp.config(model_size=TINY, weights="random", **({"max_length": 256} if cfg.max_length else {})).check()
 
 
 def test_bonus_numbers_equal_the_book():
@@ -246,6 +246,11 @@ def test_read_runs_and_compare(tmp_path):
     assert out["diff"]["test"] == pytest.approx(-1.0) and out["within_noise"] and out["changed"] == {}
     out = compare(experiment("ex6.3"), [{**runs[0], "config": {**runs[0]["config"], "epochs": 1}}])
     assert out["diff"]["train"] is None and out["changed"] == {"epochs": 1}
+    # only like with like: another number of epochs is another experiment, so no verdict ...
+    assert out["unlike"] == ["epochs"] and out["within_noise"] is None
+    # ... while another seed or speed is the same experiment, compared as usual
+    same = compare(experiment("first"), [{**runs[0], "config": {**runs[0]["config"], "seed": 7, "speed": "book"}}])
+    assert same["unlike"] == [] and same["within_noise"] is not None
     for bad in ({"train_accuracy": 2, "val_accuracy": 0.5, "test_accuracy": 0.5}, [1, 2],
                 {**_metrics("first", 0.8, 0.8, 0.8), "test_metrics": {"n": 0}}):
         _write(tmp_path / "metrics.json", bad)
@@ -259,7 +264,7 @@ def test_cli_run_refuses_bad_input_in_one_line(capsys, gptlib_home):
     assert err.startswith("error: No experiment 'lora2'") and err.count("\n") == 1 and "appendix_e" in err
     assert _main(["experiments", "run", "first", "--epochs", "0"]) == 2
     assert "epochs must be at least 1" in capsys.readouterr().err
-    assert _main(["experiments", "run", "context", "--model-size", TINY]) == 2  # 1024 > the tiny's 256
+    assert _main(["experiments", "run", "context", "--model-size", TINY, "--weights", "random"]) == 2  # 1024 > the tiny's 256
     assert "max_length 1024" in capsys.readouterr().err
     assert _main(["experiments", "run", "first", "--causal-mask", "maybe"]) == 2
     assert "true or false" in capsys.readouterr().err
@@ -289,7 +294,7 @@ def test_cli_run_every_experiment_on_the_tiny_model(key, small_tsv, tmp_path, mo
             assert metrics["config"][name] == getattr(want, name), name
     assert metrics["config"]["model_size"] == TINY and metrics["config"]["figures"] is None
     assert not (tmp_path / "figures").exists()  # no plots unless --figures is given
-    assert "Against the book:" in captured.out
+    assert "Against the book: not compared: your run changes" in captured.out  # a tiny random model is unlike
     settings = experiment(key).settings  # the settings reached the run, not only its config
     assert ("adapter" in metrics["files"]) == (settings.get("trainable") == "lora")
     assert ("Causal mask off" in captured.out) == (settings.get("causal_mask") is False)
@@ -309,5 +314,5 @@ def test_cli_run_with_seeds_then_table(small_tsv, tmp_path, capsys, gptlib_home,
     assert _main(["experiments", "table", "--runs", str(out)]) == 0
     table = capsys.readouterr().out
     row = next(line for line in table.splitlines() if line.startswith("last_real"))
-    assert re.search(r"\|\s+2\s+(yes|NO) \(", row) and "spread" in row
+    assert re.search(r"\|\s+2\s+not compared \(other settings\)", row)  # a tiny random model: unlike
     assert "ran with model_size=gpt2-tiny (test), weights=random, epochs=1, train_limit=40" in table

@@ -219,9 +219,9 @@ def test_fast_mode_groups_by_length_only_where_it_saves_work(small_tsv, tmp_path
         return create_data_loaders(*args, **kwargs)
 
     monkeypatch.setattr(finetune, "create_data_loaders", spy)
-    cfg = finetune.FinetuneConfig(model_size="gpt2-tiny (test)", weights="random", data=str(small_tsv),
-                                  epochs=1, speed="fast", drop_rate=drop_rate, trainable=trainable,
-                                  dropout_scope=scope, output=str(tmp_path / "out"), figures=None, device="cpu")
+    cfg = finetune.FinetuneConfig.preset("fast", model_size="gpt2-tiny (test)", weights="random", data=str(small_tsv),
+                                         epochs=1, drop_rate=drop_rate, trainable=trainable,
+                                         dropout_scope=scope, output=str(tmp_path / "out"), figures=None, device="cpu")
     result = finetune.run_finetune(cfg, progress=False, verbose=False, save=False)
     assert seen == [grouped]
     assert result.config["dropout_scope"] == (scope or "trainable")

@@ -159,6 +159,17 @@ def test_classify_on_a_broken_checkpoint_is_one_line(kind, tmp_path, capsys):
     assert "weights_only=False" not in err  # never suggest the unsafe way
 
 
+@pytest.mark.parametrize("name, content, what", [
+    ("metrics.json", b'{"test_accuracy": 0.95}', "JSON"), ("loss-plot.png", b"\x89PNG\r\n\x1a\n" + bytes(64), "image"),
+    ("README.md", b"# My run\n", "plain text")])
+def test_classify_on_a_file_that_is_not_a_checkpoint_says_what_it_is(name, content, what, tmp_path, capsys):
+    path = tmp_path / name
+    path.write_bytes(content)
+    code, err = run_cli(capsys, "classify", path, "hello")
+    assert_one_line(code, err, str(path), what, "classifier.pth")
+    assert "pickled" not in err
+
+
 def test_classify_finds_the_checkpoint_in_a_run_folder(tmp_path, capsys):
     _save_checkpoint(tmp_path)
     assert main(["classify", str(tmp_path), "hello there"]) == 0
@@ -233,6 +244,11 @@ def test_weights_from_the_hugging_face_cache_are_used_when_verified(offline, mon
     monkeypatch.setenv("GPTLIB_HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     assert download_pretrained("small", progress=False) == blob
     assert "Hugging Face cache" in capsys.readouterr().out
+    # the cache keeps the file as a blob without a suffix: it is read as safetensors by its content
+    from gptlib.weights import read_state_dict
+
+    ours, theirs = read_state_dict(blob), read_state_dict(tmp_path / "good.safetensors")
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     _hf_cache(tmp_path / "bad", good, blob_name="0" * 64)  # its bytes do not hash to its name
     monkeypatch.setenv("HF_HOME", str(tmp_path / "bad"))
     with pytest.raises(DownloadError):
@@ -279,7 +295,7 @@ def test_na_like_words_stay_text(tmp_path):
 
 def test_own_csv_with_a_missing_column_is_one_line(tmp_path, capsys):
     data = tmp_path / "mine.csv"
-    data.write_text("label,message\na,b\n", encoding="utf-8")
+    data.write_text("kind,words\na,b\n", encoding="utf-8")
     assert_one_line(*run_cli(capsys, "finetune", "--csv", data, *TINY), str(data), "Label")
 
 
@@ -312,12 +328,34 @@ def test_a_label_beyond_the_heads_classes_is_refused_before_training(tokenizer):
     import pandas as pd
 
     from gptlib.data import SpamDataset
-    from gptlib.finetune import check_labels
+    from gptlib.support.labels import check_label_range
 
     frame = pd.DataFrame({"Label": [0, 1, 2], "Text": ["a", "b", "c"]})
     ds = SpamDataset(frame, tokenizer)
     with pytest.raises(ValueError, match=r"label id\(s\) \[2\].*2 classes"):
-        check_labels(ds, ds, ds, ["not spam", "spam"])
+        check_label_range({"training": ds.labels}, 2, ["not spam", "spam"])
+
+
+def test_the_book_loop_refuses_labels_beyond_the_head_before_the_first_step(tokenizer):
+    """train_classifier_simple itself (the book's API, no run_finetune) names the labels and
+    the head's classes instead of an IndexError from inside the loss."""
+    import pandas as pd
+    from torch.utils.data import DataLoader
+
+    from gptlib.classifier import add_classification_head
+    from gptlib.data import SpamDataset
+    from gptlib.model import GPTModel, get_config
+    from gptlib.train import train_classifier_simple
+
+    torch.manual_seed(0)
+    model = add_classification_head(GPTModel(get_config("tiny")), num_classes=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    frame = pd.DataFrame({"Label": list(range(10)), "Text": [f"message {i}" for i in range(10)]})
+    loader = DataLoader(SpamDataset(frame, tokenizer), batch_size=4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    with pytest.raises(ValueError, match=r"training data has label id\(s\) \[2, 3, 4, 5, 6\].*2 classes"):
+        train_classifier_simple(model, loader, loader, optimizer, "cpu", 1, 1, 1, verbose=False)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # not one step taken
 
 
 def test_output_that_is_a_file_is_found_before_training(small_tsv, tmp_path, capsys):
@@ -510,3 +548,100 @@ def test_a_download_timeout_is_kept(serve_http, tmp_path, capsys, monkeypatch):
     code, err = run_cli(capsys, "download", "data", "--data-url", url, "--timeout", "0.3")
     assert_one_line(code, err, "timed out")
     assert time.perf_counter() - began < 10
+
+
+def test_two_downloads_of_one_file_at_once_both_end_with_the_complete_file(offline, serve_http, monkeypatch,
+                                                                          tmp_path):
+    """Two processes (here: threads) fetching the same weights at once each stream into their own
+    hidden file and rename it into place: both get the whole file, and nothing half-written stays."""
+    import concurrent.futures
+    import time
+
+    from gptlib.weights import download_pretrained
+
+    good = _safetensors(tmp_path / "good.safetensors").read_bytes()
+
+    def slow(h):
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(good)))
+        h.end_headers()
+        for i in range(0, len(good), 256):
+            h.wfile.write(good[i:i + 256])
+            h.wfile.flush()
+            time.sleep(0.05)
+
+    monkeypatch.setenv("GPTLIB_HF_ENDPOINT", f"http://127.0.0.1:{serve_http(slow)}")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "no-hf-cache"))
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        paths = list(pool.map(lambda _: download_pretrained("small", progress=False, verbose=False), range(2)))
+    assert paths[0] == paths[1] and paths[0].read_bytes() == good
+    assert [p.name for p in paths[0].parent.iterdir()] == ["model.safetensors"]
+
+
+def test_a_download_interrupted_by_ctrl_c_is_fetched_whole_the_next_time(offline, serve_http, monkeypatch,
+                                                                         tmp_path):
+    from gptlib.support import download
+    from gptlib.weights import download_pretrained, weights_path
+
+    good = _safetensors(tmp_path / "good.safetensors").read_bytes()
+    monkeypatch.setenv("GPTLIB_HF_ENDPOINT", _hub(serve_http, {HUB_PATH: good}))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "no-hf-cache"))
+    real_read = download.CHUNK
+
+    class CtrlC:  # the first transfer is interrupted after its first chunk, as Ctrl-C would
+        calls = 0
+
+    def interrupted_once(response_read):
+        def read(n=-1):
+            CtrlC.calls += 1
+            if CtrlC.calls == 2:
+                raise KeyboardInterrupt
+            return response_read(min(n, 100) if n and n > 0 else real_read)
+        return read
+
+    real_urlopen = download.urllib.request.urlopen
+
+    def urlopen(*args, **kwargs):
+        response = real_urlopen(*args, **kwargs)
+        response.read = interrupted_once(response.read)
+        return response
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", urlopen)
+    with pytest.raises(KeyboardInterrupt):
+        download_pretrained("small", progress=False, verbose=False)
+    folder = weights_path("small").parent
+    assert not [p for p in folder.iterdir()] if folder.exists() else True  # nothing half-written left
+    assert download_pretrained("small", progress=False, verbose=False).read_bytes() == good
+
+
+def test_download_data_needs_no_network_and_download_all_goes_on_to_the_weights(offline, monkeypatch, tmp_path,
+                                                                                capsys):
+    """The SMS data ships with gptlib: offline, `download data` names the file it will use, and
+    `download all` still tries the weights and says at the end what it could not fetch."""
+    from gptlib.data import shipped_spam_file
+
+    monkeypatch.setenv("GPTLIB_HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "no-hf-cache"))
+    monkeypatch.delenv("GPTLIB_DATA_URL", raising=False)
+    assert main(["download", "data"]) == 0
+    assert str(shipped_spam_file()) in capsys.readouterr().out
+    code = main(["download", "all", "--timeout", "1"])
+    captured = capsys.readouterr()
+    assert str(shipped_spam_file()) in captured.out
+    lines = captured.err.strip().splitlines()
+    assert code == 2 and lines[-2].startswith("gpt2-small (124M): Could not download model.safetensors")
+    assert lines[-1] == "error: could not fetch gpt2-small (124M) (see above); the rest is in place."
+    assert len(lines[-2]) < 600  # one readable line, not a page
+
+
+def test_a_state_dict_missing_one_query_bias_names_that_tensor(tmp_path):
+    from gptlib.model import GPTModel, get_config
+    from gptlib.weights import WeightLoadError, load_pretrained
+
+    state = GPTModel(get_config("tiny")).state_dict()
+    del state["trf_blocks.0.att.W_query.bias"]
+    torch.save(state, tmp_path / "sd.pth")
+    with pytest.raises(WeightLoadError) as err:
+        load_pretrained(tmp_path / "sd.pth")
+    assert "lack(s) tensor(s) trf_blocks.0.att.W_query.bias" in str(err.value)
+    assert "W_key" not in str(err.value)

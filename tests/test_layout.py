@@ -32,16 +32,12 @@ def test_the_top_is_the_book():
     top = sorted(p.stem for p in PKG.glob("*.py") if p.stem not in ("__init__", "__main__"))
     assert top == sorted(BOOK)
     assert {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").exists()} == {
-        "speed", "support", "study", "lab", "assignments"}
+        "speed", "support", "study", "lab", "assignments", "models"}
 
 
 # Top-level modules still over "about 320" lines, each with what it is waiting for. The list
 # may only shrink: a module not named here is held to the limit.
-OVER_FOR_NOW = {
-    "gptlib.cli": 360,  # the experiments subcommand moves into gptlib.study like assignments' own
-    "gptlib.finetune": 370,  # check_output_folders and the memory line move into support/speed
-    "gptlib.notebook": 350,  # Profile becomes a FinetuneConfig plus its notebook-only fields
-}
+OVER_FOR_NOW: dict[str, int] = {}
 
 
 def test_no_module_or_class_over_the_limits():

@@ -70,14 +70,15 @@ def test_plots_stay_in_the_run_folder_unless_asked_for(small_tsv, tmp_path, monk
 
 
 def test_the_offline_profile_is_the_books_run_on_random_weights(monkeypatch):
-    from gptlib.notebook import load_profile, profile_banner
+    from gptlib.notebook import load_profile
+    from gptlib.study.notes import profile_banner
 
     monkeypatch.setenv("GPTLIB_PROFILE", "offline")
     profile = load_profile()
     book = load_profile("book")
     assert profile.weights == "random" and book.weights == "pretrained"
-    assert profile.data_file == shipped_spam_file()
-    assert (profile.model, profile.epochs, profile.lr, profile.batch_size) == (book.model, book.epochs, book.lr,
+    assert profile.data == str(shipped_spam_file())
+    assert (profile.model_size, profile.epochs, profile.lr, profile.batch_size) == (book.model_size, book.epochs, book.lr,
                                                                                book.batch_size)
     assert "figures" not in {p.name for p in profile.work_dir.parents} and profile.figures_dir.is_relative_to(
         profile.work_dir)
@@ -96,7 +97,8 @@ def test_a_notebook_without_weights_stops_in_one_line(offline, tmp_path, monkeyp
 
 
 def test_book_note_sets_a_result_beside_the_books_figure():
-    from gptlib.notebook import book_note, load_profile
+    from gptlib.notebook import load_profile
+    from gptlib.study.notes import book_note
 
     offline = book_note("test accuracy", 0.94, 0.9567, load_profile("offline"))._repr_markdown_()
     assert "95.67%" in offline and "94.00% (-1.67 points)" in offline and "within" in offline

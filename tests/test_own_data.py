@@ -62,7 +62,10 @@ def test_read_accepts_a_byte_order_mark_and_crlf(tmp_path):
     ("", r"bad\.csv is empty"),
     ("\n\n", r"bad\.csv is empty"),
     ("Label,Text\n", r"bad\.csv has a header but no examples"),
-    ("label,body\nspam,hi\n", r"bad\.csv.*columns \['label', 'body'\].*needs 'Label' and 'Text'"),
+    ("kind,words\nspam,hi\n", r"bad\.csv.*columns \['kind', 'words'\].*none of them is the label or the text"),
+    ("Label,words\nspam,hi\n", r"bad\.csv.*none of them is the text column"),
+    ("category,class,Text\nspam,x,hi\n", r"bad\.csv.*more than one column that could be the label "
+                                         r"\('category', 'class'\)"),
     ("Label,Text\nspam,hi\n,no label\n", r"bad\.csv line 3: the label is empty"),
     ("Label,Text\nspam,hi\nham,hey\nham,   \n", r"bad\.csv line 4: the text is empty"),
     ("Label,Text\nspam,hi\nspam,Win cash, now\n", r"bad\.csv line 3: this row has 3 fields.*double quotes"),
@@ -247,3 +250,28 @@ def test_a_label_training_never_saw_is_one_line_naming_file_and_line(tmp_path, m
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "val.csv line 3" in err and "'weather'" in err
+
+
+@pytest.mark.parametrize("content, label, text", [
+    ("label,body\nspam,hi there\n", "label", "body"),
+    ("message,category\nhi there,spam\n", "category", "message"),
+    ("Text,class,Label\nhi there,x,spam\n", "Label", "Text"),  # the exact name wins over a spelling
+])
+def test_common_header_spellings_are_taken_and_reported(tmp_path, content, label, text):
+    """A CSV exported from another tool rarely says exactly Label,Text; the frame says which
+    columns it read."""
+    df = read_labeled_csv(write(tmp_path, "mine.csv", content))
+    assert df.attrs["columns"] == {"Label": label, "Text": text}
+    assert (df["Label"].tolist(), df["Text"].tolist()) == (["spam"], ["hi there"])
+
+
+def test_the_assignments_three_class_csv_is_taken_by_the_cli(tmp_path, capsys, offline):
+    from gptlib.cli import main
+
+    csv = Path(__file__).parents[1] / "notebooks" / "assignments" / "data" / "support_messages.csv"
+    code = main(["finetune", "--csv", str(csv), "--model-size", "gpt2-tiny (test)", "--weights", "random",
+                 "--epochs", "1", "--train-limit", "16", "--output", str(tmp_path / "out"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0 and "3 classes (billing, other, tech)" in out
+    assert "(columns 'category' as Label, 'message' as Text)" in out
+

@@ -192,7 +192,7 @@ def _main_exit(argv: list[str]) -> int:
         (["finetune", "--batch-size", "0"], "batch_size must be at least 1"),
         (["finetune", "--lr", "-1"], "lr must be a positive number"),
         (["finetune", "--model-size", "gpt2-huge"], "gpt2-huge"),
-        (["finetune", "--model-size", TINY, "--max-length", "5000"], "max_length 5000"),
+        (["finetune", "--model-size", TINY, "--weights", "random", "--max-length", "5000"], "max_length 5000"),
         (["finetune", "--token", "middle"], "middle"),
         (["finetune", "--epochs", "two"], "two"),
         (["finetune", "--weights", "none"], "none"),
@@ -249,3 +249,19 @@ def test_cli_classify_missing_checkpoint(tmp_path, capsys, offline):
 def test_cli_needs_a_command(capsys):
     assert _main_exit([]) == 2
     assert "finetune" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, token", [([], "last_real"), (["--token", "first"], "first")])
+def test_cli_speed_fast_takes_the_fast_preset_in_the_record(extra, token, small_tsv, tmp_path, capsys, offline):
+    """--speed fast fills in the fast preset's token, padding and dropout scope (those not given),
+    says so, and the record shows them: nothing is rewritten behind the run's back."""
+    code = _main_exit(["finetune", "--model-size", TINY, "--weights", "random", "--data", str(small_tsv),
+                       "--epochs", "1", "--speed", "fast", "--output", str(tmp_path / "out"), "--no-progress",
+                       *extra])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "takes the fast preset" in out and "--padding batch" in out
+    assert ("--token last_real" in out) == (not extra)
+    config = json.loads((tmp_path / "out" / "metrics.json").read_text())["config"]
+    assert (config["speed"], config["token"], config["padding"], config["dropout_scope"]) == (
+        "fast", token, "batch", "trainable")

@@ -115,6 +115,9 @@ def test_only_the_controls_that_do_not_apply_are_hidden(gptlib_home):
 
 
 def test_run_button_adds_a_row_and_draws_curves(panel):
+    redraws = []  # points on the live curves after each evaluation and epoch (the panel subscribed first)
+    panel.engine.subscribe(lambda e: redraws.append(panel.curve_view.value.count('class="pt"'))
+                           if e.kind in ("eval", "epoch") else None)
     panel.set(epochs=2, lr=1e-4, weight_decay=0.05, drop_rate=0.1, trainable="last_2_blocks",
               token="last_real", seed=7)
     panel.run_button.click()  # what pressing Run does: starts a background thread
@@ -131,9 +134,10 @@ def test_run_button_adds_a_row_and_draws_curves(panel):
     assert row["best_val_epoch"] in (1, 2)
     assert row["train_val_gap"] == pytest.approx(row["train_acc"] - row["val_acc"])
     # the live curves were redrawn at each evaluation and epoch, with more points each time
-    assert len(panel.redraws) >= 3
-    assert panel.redraws == sorted(panel.redraws) and panel.redraws[-1] > panel.redraws[0]
-    assert panel.curve_view.value.count('class="pt"') == panel.curve_points() == panel.redraws[-1]
+    points = sum(len(panel.curves[k]) for k in ("train_losses", "val_losses", "train_accs", "val_accs"))
+    assert len(redraws) >= 3
+    assert redraws == sorted(redraws) and redraws[-1] > redraws[0]
+    assert panel.curve_view.value.count('class="pt"') == points == redraws[-1]
     assert panel.progress.value == panel.progress.max == 2 * STEPS_PER_EPOCH
     assert "gptlib-runs" in panel.runs_html.value and "No runs yet" not in panel.runs_html.value
     # the smoke data file was read where it is, and the data step is gptlib's own again
@@ -159,7 +163,7 @@ def test_stop_ends_a_run_early_and_keeps_a_usable_model(panel):
     epochs = 30
     panel.set(epochs=epochs)
     # slow each step down a little, so that the run is surely still going when Stop comes
-    panel.event_hooks.append(lambda event: time.sleep(0.02) if event.kind == "step" else None)
+    panel.engine.subscribe(lambda event: time.sleep(0.02) if event.kind == "step" else None)
     assert panel.run(wait=False)
     deadline = time.monotonic() + 120
     while panel.steps_done < 2 and panel.running and time.monotonic() < deadline:
@@ -191,7 +195,7 @@ def test_stop_ends_a_run_early_and_keeps_a_usable_model(panel):
 def test_settings_that_cannot_work_are_refused(panel, settings, expected):
     panel.set(**settings)
     assert panel.run(wait=True) is False
-    assert expected in panel.last_message and panel.message_level == "error"
+    assert expected in panel.last_message and "gptlib-msg-error" in panel.message.value
     assert expected in panel.message.value
     assert panel.runs.empty and not panel.running
 
@@ -211,7 +215,7 @@ def test_an_error_in_a_run_is_shown_and_the_panel_stays_usable(panel, monkeypatc
     monkeypatch.setattr("gptlib.finetune.run_finetune", broken)
     assert panel.run(wait=True)
     assert isinstance(panel.last_error, RuntimeError)
-    assert "something broke inside the run" in panel.message.value and panel.message_level == "error"
+    assert "something broke inside the run" in panel.message.value and "gptlib-msg-error" in panel.message.value
     assert panel.status.value == "failed" and panel.runs.empty
     assert not panel.run_button.disabled and not panel.running
 
@@ -361,7 +365,7 @@ def test_a_run_that_cannot_fit_in_memory_is_refused(gptlib_home, monkeypatch):
     panel.apply_book_setting("xl_all")
     problems = panel.check()[0]
     assert any(p.startswith("Memory: gpt2-xl") and "8.0 GiB free" in p for p in problems), problems
-    assert panel.run() is False and "needs about" in panel.last_message and panel.message_level == "error"
+    assert panel.run() is False and "needs about" in panel.last_message and "gptlib-msg-error" in panel.message.value
     assert "&#10007; Memory" in panel.hints.value
     panel.set(trainable="lora", batch_size=1)  # LoRA, one message a step: it fits
     assert panel.check()[0] == [] and "Memory: needs about" in panel.hints.value
@@ -384,3 +388,16 @@ def test_svg_chart_skips_missing_points():
                      {"label": "b", "x": [], "y": []}])
     assert svg.startswith("<svg") and svg.count('class="pt"') == 1
     assert re.search(r"<text[^>]*>a</text>", svg)
+
+
+def test_choosing_fast_by_hand_takes_its_preset_in_the_controls(gptlib_home, tmp_path):
+    """Speed 'fast' chosen in the panel shows its preset's token, padding and dropout scope in
+    their controls and says so; settings given by name are taken as they are."""
+    p = ExperimentPanel(load_profile("smoke"), output=tmp_path / "lab")
+    p.controls["speed"].value = "fast"
+    cfg = p.config()
+    assert (cfg.speed, cfg.token, cfg.padding, cfg.dropout_scope) == ("fast", "last_real", "batch", "trainable")
+    assert "takes its preset" in p.message.value
+    p.set(speed="exact")
+    p.set(speed="fast", token="first")
+    assert (p.config().token, p.config().padding) == ("first", "batch")

@@ -164,7 +164,7 @@ def _versus(run: Any, baseline: Any, book: str, lower_loss: bool | None) -> str:
 def run_61(run_61: Any, baseline: Any = None) -> None:
     """Exercise 6.1 trained: padded to the context length, otherwise the baseline's settings."""
     profile = _profile()
-    context = get_config(profile.model)["context_length"]
+    context = get_config(profile.model_size)["context_length"]
     run = verified_run(run_61, "run_61", profile, {"max_length": context}, hints={
         "max_length": "exercise 6.1 pads every message to the model's context length; pass "
                       "max_length=context_length_of(base_model)."})
@@ -187,7 +187,7 @@ def run_62(run_62: Any, baseline: Any = None) -> None:
 
 def inputs_base_embeddings(profile) -> torch.Tensor:
     """The token embeddings of the profile's model before any training."""
-    return base_models.shared_base(profile.model, profile.weights, profile.seed, progress=False).tok_emb.weight.detach().cpu()
+    return base_models.shared_base(profile.model_size, profile.weights, profile.seed, progress=False).tok_emb.weight.detach().cpu()
 
 
 def run_63(run_63: Any, baseline: Any = None) -> None:

@@ -17,9 +17,9 @@ from gptlib.classifier import add_classification_head
 from gptlib.data import SpamDataset, map_labels, read_sms_spam
 from gptlib.model import GPTModel, get_config
 from gptlib.notebook import smoke_data_file
-from gptlib.tokenizer import get_tokenizer
+from gptlib.tokenizer import END_OF_TEXT_ID, get_tokenizer
 
-PAD_ID = 50256
+PAD_ID = END_OF_TEXT_ID
 
 
 def tiny_model(seed: int = 7, **overrides) -> GPTModel:

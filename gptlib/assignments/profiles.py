@@ -70,7 +70,7 @@ def assignment_profile(assignment: str, name: str) -> Profile:
     changes = {"work_dir": work, "figures_dir": work / "figures"}
     if base.name == "smoke":
         # the smoke data file always: the checks' directions are reliable on it
-        changes.update(_SMOKE, data_file=smoke_data_file())
+        changes.update(_SMOKE, data=str(smoke_data_file()))
     else:
         changes.update(_BOOK.get(assignment, {}))
     return base.replace(**changes)
@@ -97,7 +97,7 @@ def setup(assignment: str, choice: str | None = None) -> Profile:
         note = f" (the grader's choice, ${GRADING_ENV}"
         note += f"; PROFILE = {choice!r} applies when you run the notebook yourself)" if \
             choice and choice.strip().lower() != grading else ")"
-    print(f"profile {profile.name!r}{note}: {profile.model}, {profile.weights} weights, "
+    print(f"profile {profile.name!r}{note}: {profile.model_size}, {profile.weights} weights, "
           f"{profile.epochs} epochs at lr {profile.lr:g}, batch {profile.batch_size}, seed {profile.seed}")
     return profile
 

@@ -29,6 +29,7 @@ from gptlib.classifier import classifier_logits
 from gptlib.model import count_parameters
 from gptlib.notebook import Profile
 from gptlib.settings import FinetuneConfig
+from gptlib.tokenizer import END_OF_TEXT_ID
 
 SPLITS = ("train", "validation", "test")
 
@@ -92,15 +93,7 @@ def experiment_config(profile: Profile, **settings: Any) -> FinetuneConfig:
     """The FinetuneConfig of a run: the profile's model, data and training settings, then
     ``settings`` (any FinetuneConfig field). ValueError names a setting that does not exist
     or cannot work."""
-    values: dict[str, Any] = {
-        "model_size": profile.model, "weights": profile.weights, "epochs": profile.epochs,
-        "lr": profile.lr, "weight_decay": profile.weight_decay, "batch_size": profile.batch_size,
-        "seed": profile.seed, "device": profile.device, "eval_freq": profile.eval_freq,
-        "eval_iter": profile.eval_iter, "data": None if profile.data_file is None else str(profile.data_file),
-        "output": str(Path(profile.work_dir) / "runs"), "figures": None,
-    }
-    values.update(settings)
-    cfg = FinetuneConfig.from_dict(values)
+    cfg = profile.run_config("runs", **settings)
     cfg.check()
     return cfg
 
@@ -185,7 +178,7 @@ def run_experiment(profile: Profile, *, name: str = "", adjust: Callable[[nn.Mod
 
 
 def evaluate_loader(loader: DataLoader, model: nn.Module, device: torch.device | str,
-                    token: str = "last", pad_token_id: int = 50256) -> tuple[float, float]:
+                    token: str = "last", pad_token_id: int = END_OF_TEXT_ID) -> tuple[float, float]:
     """Accuracy and mean cross-entropy per message over a whole loader, in one pass."""
     model.eval()
     correct, total, loss_sum = 0, 0, 0.0
@@ -202,7 +195,7 @@ def evaluate_loader(loader: DataLoader, model: nn.Module, device: torch.device |
 
 
 def collect_predictions(loader: DataLoader, model: nn.Module, device: torch.device | str | None = None,
-                        token: str = "last", pad_token_id: int = 50256) -> tuple[list[int], list[int]]:
+                        token: str = "last", pad_token_id: int = END_OF_TEXT_ID) -> tuple[list[int], list[int]]:
     """(predicted class ids, true class ids) for every message of a loader, in loader order."""
     device = device if device is not None else next(model.parameters()).device
     model.eval()

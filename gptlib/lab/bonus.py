@@ -7,7 +7,8 @@ once more before splitting, so its baseline (95.00% test) differs a little from 
 run (95.67%).
 
 The lab's panel spells two settings its own way: ``padding`` is one choice ("longest",
-"batch", "context" or a fixed length) instead of FinetuneConfig's ``padding`` + ``max_length``.
+"batch", "none", "context" or a fixed length) instead of FinetuneConfig's ``padding`` +
+``max_length``.
 :func:`panel_settings` turns an experiment's FinetuneConfig settings into the panel's.
 """
 
@@ -27,23 +28,16 @@ COLUMNS = ("setting", "train_acc", "val_acc", "test_acc", "minutes")
 
 def panel_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """FinetuneConfig settings as the lab panel's ``set(...)`` takes them: ``padding`` and
-    ``max_length`` become one padding choice; every other setting keeps its name and value.
-    No padding at all (``padding="none"``, batch size 1) is the panel's "none" where it has
-    that choice, else per-batch padding of one message (the same numbers)."""
-    from gptlib.lab.controls import PADDING_OPTIONS
+    ``max_length`` become one padding choice (:func:`gptlib.lab.controls.padding_choice`, the
+    one converter; a fixed length as its number); every other setting keeps its name and value."""
+    from gptlib.lab.controls import padding_choice
 
     out = {name: value for name, value in settings.items() if name not in ("padding", "max_length")}
     if "padding" in settings or "max_length" in settings:
-        padding, max_length = settings.get("padding", "max_length"), settings.get("max_length")
-        if padding == "none":
-            out["padding"] = "none" if "none" in {v for _, v in PADDING_OPTIONS} else "batch"
-        elif padding == "batch":
-            out["padding"] = "batch"
-        elif max_length is None:
-            out["padding"] = "longest"
-        else:
-            model = settings.get("model_size", FinetuneConfig().model_size)
-            out["padding"] = "context" if max_length == get_config(model)["context_length"] else max_length
+        model = settings.get("model_size", FinetuneConfig().model_size)
+        choice = padding_choice(settings.get("padding", "max_length"), settings.get("max_length"),
+                                get_config(model)["context_length"])
+        out["padding"] = settings["max_length"] if choice == "fixed" else choice
     return out
 
 

@@ -1,6 +1,6 @@
 """What the lab says of a set of settings before it runs them: problems that refuse the run
-(one that cannot fit in memory among them), and notes (a slow run, a download first, a choice
-fast mode replaces, a speed that does not apply to LoRA or to the causal mask off)."""
+(one that cannot fit in memory among them), and notes (a slow run, a download first,
+a speed that does not apply to LoRA or to the causal mask off)."""
 
 from __future__ import annotations
 
@@ -94,9 +94,6 @@ def check_settings(cfg: FinetuneConfig, last_n_blocks: int | None = None
     if problems:
         return problems, notes, None
     effective = cfg.effective()
-    if cfg.speed == "fast" and (cfg.token, cfg.padding) != (effective.token, effective.padding):
-        notes.append("Speed 'fast' reads the last real token of messages padded per batch; "
-                     "the token and padding choices are replaced by these.")
     blocked = speed_blocked(cfg)
     if blocked and cfg.speed != "book":
         notes.append(f"Speed '{cfg.speed}' cannot reuse anything here ({blocked}): the book's computation "

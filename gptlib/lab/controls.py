@@ -46,7 +46,7 @@ PADDING_OPTIONS = (
 SPEED_OPTIONS = (
     ("book (plain loop)", "book"),
     ("exact (same numbers, faster)", "exact"),
-    ("fast (last real token, per-batch padding)", "fast"),
+    ("fast (bfloat16; picks last real token, per-batch padding)", "fast"),
 )
 LORA_SCALING_OPTIONS = (
     ("alpha (the printed book, bonus script)", "alpha"),
@@ -148,14 +148,7 @@ def config_from_profile(profile: Any) -> FinetuneConfig:
 
     The lab's data splits go to ``<work_dir>/lab``; no figures or checkpoints are written.
     """
-    data_file = getattr(profile, "data_file", None)
-    return FinetuneConfig(
-        model_size=profile.model, weights=profile.weights, epochs=profile.epochs, lr=profile.lr,
-        weight_decay=profile.weight_decay, batch_size=profile.batch_size, seed=profile.seed,
-        device=profile.device, eval_freq=profile.eval_freq, eval_iter=profile.eval_iter,
-        data=str(data_file) if data_file else None, output=str(Path(profile.work_dir) / "lab"),
-        figures=None,
-    )
+    return profile.run_config("lab")
 
 
 _size_cache: dict[tuple[str, float], int] = {}

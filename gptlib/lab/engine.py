@@ -3,7 +3,7 @@ curves, the table of runs, repeats over seeds, and CSV export.
 
 The panel (:mod:`gptlib.lab.panel`) subscribes to it; tests and scripts drive it directly::
 
-    engine = RunEngine(FinetuneConfig(weights="random", speed="fast", figures=None))
+    engine = RunEngine(FinetuneConfig.preset("fast", weights="random", figures=None))
     engine.start(engine.base, seeds=3, wait=True)     # three runs, seeds 123, 124, 125
     engine.runs                                        # one row per run
     engine.summary()                                   # per setting: mean, spread, 95% interval

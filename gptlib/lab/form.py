@@ -25,7 +25,7 @@ from gptlib.lab.controls import (
 )
 from gptlib.lab.view import ADVANCED_TITLE, LABELS
 from gptlib.model import get_config, resolve_preset
-from gptlib.settings import setting_fields
+from gptlib.settings import PRESETS, setting_fields
 
 # What "try the book's" resets to the book's before it applies an experiment's change: every
 # setting that says what the experiment is (not how long or how fast it trains).
@@ -96,11 +96,29 @@ class SettingsForm:
     def _set_controls(self, values: dict[str, Any]) -> None:
         if "model_size" in values:  # first: the other values are checked against the model
             values = {"model_size": values["model_size"], **values}
-        for name, value in values.items():
-            try:
-                self.controls[name].value = value
-            except TraitError as err:
-                raise ValueError(f"Cannot set {name} to {value!r}: {err}") from None
+        self._setting = True  # settings given by name are taken as they are: no preset applies
+        try:
+            for name, value in values.items():
+                try:
+                    self.controls[name].value = value
+                except TraitError as err:
+                    raise ValueError(f"Cannot set {name} to {value!r}: {err}") from None
+        finally:
+            self._setting = False
+
+    def _on_speed(self, change: dict[str, Any]) -> None:
+        """Choosing speed "fast" by hand takes the fast preset (``settings.PRESETS``): its token,
+        padding and dropout scope show in their controls, and can be changed after."""
+        preset = PRESETS.get(change["new"])
+        if getattr(self, "_setting", False) or not preset:
+            return
+        values = form_values({k: v for k, v in preset.items() if k != "speed"},
+                             _context(self.controls["model_size"].value))
+        moved = {k: v for k, v in values.items() if k in self.controls and self.controls[k].value != v}
+        self._set_controls(moved)
+        if moved:
+            self._say(f"Speed '{change['new']}' takes its preset: " + ", ".join(f"{k} {v}" for k, v in moved.items())
+                      + " (change them after if you like).", "info")
 
     def apply_book_setting(self, key: str) -> None:
         """Set the controls for one of the book's experiments (a key of

@@ -52,11 +52,8 @@ class ExperimentPanel(SettingsForm, PanelView):
         self.base = base
         self.engine = RunEngine(base)
         self.engine.subscribe(self._on_event)
-        self.event_hooks: list = []  # extra callbacks on every training event (tests use them)
         self.last_config: FinetuneConfig | None = None
         self.last_message = ""
-        self.message_level = ""
-        self.redraws: list[int] = []  # points plotted at each redraw of the live curves
         self._tokenizer = None
         self._live_title = "this run"
         self.book_key = ""  # the book's bonus row the settings came from ("try the book's"), if any
@@ -77,7 +74,7 @@ class ExperimentPanel(SettingsForm, PanelView):
 
     # -- messages -----------------------------------------------------------------------------
     def _say(self, text: str, level: str = "info") -> None:
-        self.last_message, self.message_level = text, level
+        self.last_message = text
         body = html.escape(text).replace("\n", "<br>")
         self.message.value = f'<div class="gptlib-msg-{level}" style="white-space: normal">{body}</div>'
 
@@ -120,14 +117,7 @@ class ExperimentPanel(SettingsForm, PanelView):
         self.status.value = "stopping after this step..."
         return True
 
-    def curve_points(self) -> int:
-        """How many points the live curves show now."""
-        return sum(len(self.curves[k]) for k in ("train_losses", "val_losses", "train_accs", "val_accs"))
-
     def _on_event(self, event: LabEvent) -> None:  # from the run's thread
-        if event.train is not None:
-            for hook in list(self.event_hooks):
-                hook(event.train)
         handler = getattr(self, f"_on_{event.kind}", None)
         if handler is not None:
             handler(event)
@@ -137,7 +127,6 @@ class ExperimentPanel(SettingsForm, PanelView):
         return f"run {event.run}" + (f" (seed {event.config.seed})" if seeds > 1 and event.config else "")
 
     def _on_started(self, event: LabEvent) -> None:
-        self.redraws = []
         self.classify_button.disabled = True  # the previous model is let go while this one trains
         self._live_title = self._title(event)
         self.curve_view.value = curves_html(empty_curves(), self._live_title)
@@ -166,7 +155,6 @@ class ExperimentPanel(SettingsForm, PanelView):
     def _draw_live(self) -> None:
         curves = {k: list(v) for k, v in self.curves.items()}
         self.curve_view.value = curves_html(curves, self._live_title)
-        self.redraws.append(self.curve_points())
 
     def _on_finished(self, event: LabEvent) -> None:
         stopped, result = event.extra.get("stopped", False), event.result

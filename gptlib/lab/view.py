@@ -118,6 +118,7 @@ class PanelView:
         self.status = w.HTML(value="idle")
         self.status.add_class("gptlib-status")
         c["padding"].observe(self._on_padding, names="value")
+        c["speed"].observe(self._on_speed, names="value")
         self.hints, self.dropout_note, self.message = w.HTML(), w.HTML(), w.HTML()
         self.lora_note = w.HTML(layout=w.Layout(width="407px", max_width=FIT))
         self.lora_box = w.VBox([w.HTML("<b>LoRA</b> (adapters A, B beside every frozen Linear)"),

@@ -50,6 +50,7 @@ from gptlib.speed.store import (
     set_digest,
     weights_fingerprint,
 )
+from gptlib.tokenizer import END_OF_TEXT_ID
 
 _USE_DEFAULT_STORE = object()
 
@@ -282,7 +283,7 @@ class CachedClassifier(ClassifierRunner):
         self.warm_source = "computed"
 
     # -- the trainable top -------------------------------------------------------------------
-    def classify_logits(self, input_ids: torch.Tensor, token: str = "last", pad_token_id: int = 50256) -> torch.Tensor:
+    def classify_logits(self, input_ids: torch.Tensor, token: str = "last", pad_token_id: int = END_OF_TEXT_ID) -> torch.Tensor:
         """(batch, classes) logits of the read token; equal to the plain path's."""
         m = self.model
         survey = self.plan.survey()

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from gptlib.classifier import trainable_blocks
 from gptlib.model import get_config
+from gptlib.settings import FinetuneConfig
+from gptlib.speed.shared_base import base_is_loaded
 
 GIB = 2**30
 
@@ -119,3 +122,14 @@ def check_fits(estimate: MemoryEstimate, device: torch.device, what: str) -> str
             "Try a smaller model_size, trainable 'lora' or 'last_block' instead of 'all', a smaller "
             "batch_size (with accumulation_steps to keep the updates), or a smaller max_length.")
     return line + f"; {_size(free)} free on {device.type}."
+
+
+def run_memory_line(cfg: FinetuneConfig, device: torch.device, train_ds: Any, num_classes: int) -> str:
+    """The line saying what a run needs (``cfg`` effective; ``train_ds`` its training
+    SpamDataset), before the model is loaded; NotEnoughMemory for a run that will not fit."""
+
+    tokens = train_ds.max_length if cfg.padding == "max_length" else max(train_ds.lengths)
+    estimate = estimate_run_memory(cfg.model_size, cfg.trainable, batch_size=cfg.batch_size, tokens=tokens,
+                                   num_classes=num_classes, lora_rank=cfg.lora_rank, lora_head=cfg.lora_head,
+                                   base_loaded=base_is_loaded(cfg.model_size, cfg.weights, cfg.seed))
+    return check_fits(estimate, device, f"{cfg.model_size}, trainable {cfg.trainable!r}, batch {cfg.batch_size}")

@@ -29,6 +29,7 @@ from types import MappingProxyType
 from typing import Any
 
 from gptlib.settings import FinetuneConfig, table_settings
+from gptlib.tokenizer import END_OF_TEXT_ID
 
 SOURCES = ("chapter", "exercise", "bonus", "appendix E")
 XL, LORA = "gpt2-xl (1558M)", {"trainable": "lora", "lora_rank": 16, "lora_alpha": 16.0}
@@ -79,7 +80,7 @@ _TABLE: tuple[tuple, ...] = (
      (99.42, 98.66, 98.33), 0.30, A100, None, "the script's --trainable_token_pos flexible"),
     ("no_mask", "bonus", 17, "no causal attention mask", {"causal_mask": False}, (99.23, 98.66, 95.33), 0.29,
      A100, None, "every token sees every token (--disable_causal_mask)"),
-    ("ignore_index", "bonus", 18, "the loss ignores target 50256", {"ignore_index": 50256},
+    ("ignore_index", "bonus", 18, "the loss ignores target 50256", {"ignore_index": END_OF_TEXT_ID},
      (96.63, 99.33, 95.00), 0.28, A100, None,
      "the labels are 0 and 1, never 50256, so this is the baseline's run (the same numbers)"),
     ("mean_pooled", "bonus", 19, "average the logits over every position, padding included",
@@ -257,10 +258,18 @@ def differing_settings(exp: Experiment, config: Mapping[str, Any]) -> dict[str, 
     return {name: config[name] for name in table_settings() if name in config and config[name] != want[name]}
 
 
+# Settings that change how a run computes or which draw of the noise it is, not what experiment
+# it is: a run that differs from a row only in these is still compared with the book's numbers.
+SAME_EXPERIMENT = ("speed", "seed", "eval_freq", "eval_iter")
+
+
 def compare(exp: Experiment, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Our mean train/val/test (fractions) over the runs beside the book's, the differences in
     points, and whether the test difference is within noise (:func:`gptlib.support.noise.compare_with_book`:
-    the binomial noise of our test messages and the book's 300, plus the seeds' spread)."""
+    the binomial noise of our test messages and the book's 300, plus the seeds' spread).
+
+    Only like is compared with like: where a run changed a setting that makes it another
+    experiment (``unlike``: other weights, epochs, token, ...), there is no verdict."""
     from gptlib.support.noise import binomial_halfwidth, compare_with_book
 
     book = exp.book()
@@ -271,7 +280,8 @@ def compare(exp: Experiment, runs: list[dict[str, Any]]) -> dict[str, Any]:
                            "spread": statistics.stdev(r["test"] for r in runs) if len(runs) > 1 else 0.0,
                            "within_noise": None, "band": None, "halfwidth": None,
                            "changed": differing_settings(exp, runs[0]["config"])}
-    if book["test"] is not None:
+    out["unlike"] = sorted(k for k in out["changed"] if k not in SAME_EXPERIMENT)
+    if book["test"] is not None and not out["unlike"]:
         verdict = compare_with_book([r["test"] for r in runs], n, book["test"])
         out.update(within_noise=verdict["within_noise"], band=100 * verdict["band"],
                    halfwidth=100 * binomial_halfwidth(book["test"], n))

@@ -17,7 +17,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -33,7 +33,24 @@ __all__ = ["DownloadError", "download_file"]
 
 
 class DownloadError(RuntimeError):
-    """A file could not be fetched from any of its URLs (the message says what to do)."""
+    """A file could not be fetched from any of its URLs (the message says what to do).
+    ``tried``: each URL with what went wrong; ``http_status``: the HTTP codes servers answered."""
+
+    def __init__(self, message: str, tried: Sequence[str] = (), http_status: Sequence[int] = ()):
+        super().__init__(message)
+        self.tried, self.http_status = list(tried), list(http_status)
+
+
+def _reason(err: BaseException) -> str:
+    """What went wrong with one URL, in a few words."""
+    reason = getattr(err, "reason", err)
+    if isinstance(reason, socket.gaierror):
+        return "the host name does not resolve (offline?)"
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return "timed out: no answer in time"
+    return str(reason)
 
 
 def default_timeout() -> float:
@@ -51,8 +68,10 @@ def default_timeout() -> float:
 
 
 def _fetch_once(url: str, dest: Path, sha256: str | None, timeout: float, progress: bool,
-                check: Callable[[Path], object] | None = None) -> None:
+                check: Callable[[Path], object] | None = None, headers: Mapping[str, str] | None = None) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": "gptlib"})
+    for name, value in (headers or {}).items():
+        request.add_unredirected_header(name, value)  # a token stays with the host it was meant for
     with atomic_path(dest) as tmp, open(tmp, "wb") as out, \
             urllib.request.urlopen(request, timeout=timeout) as response:
         length = response.headers.get("Content-Length")
@@ -88,6 +107,7 @@ def download_file(
     backoff: float = 1.0,
     progress: bool = True,
     check: Callable[[Path], object] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Path:
     """Fetch ``dest`` from the first URL that works; return its path.
 
@@ -95,7 +115,8 @@ def download_file(
     is reused without any network access. Each URL gets ``retries`` extra tries with growing
     pauses; a 404 moves on to the next URL at once. ``check(path)`` raises ValueError for
     content that is not what was wanted; such a file never enters the cache. ``timeout``
-    defaults to :func:`default_timeout`.
+    defaults to :func:`default_timeout`. ``headers`` (e.g. ``Authorization`` for a gated
+    repository) go to the server asked, never to a host it redirects to.
     """
     dest = Path(dest)
     timeout = default_timeout() if timeout is None else timeout
@@ -112,32 +133,32 @@ def download_file(
     except OSError as err:
         raise DownloadError(f"Cannot write the cache folder {dest.parent} ({err.strerror or err}); set "
                             "GPTLIB_HOME to a folder you can write.") from None
-    failures: list[str] = []
+    failures: list[tuple[str, str]] = []
+    codes: list[int] = []
     for url in url_list:
         for attempt in range(retries + 1):
             try:
-                _fetch_once(url, dest, sha256, timeout, progress, check)
+                _fetch_once(url, dest, sha256, timeout, progress, check, headers)
                 return dest
             except urllib.error.HTTPError as err:
-                failures.append(f"{url}: HTTP {err.code} {err.reason}")
+                failures.append((url, f"HTTP {err.code} {err.reason}"))
+                codes.append(err.code)
                 if 400 <= err.code < 500:
                     break  # not found / forbidden: retrying will not help
             except (urllib.error.URLError, OSError, http.client.HTTPException, DownloadError) as err:
                 # HTTPException: e.g. IncompleteRead when a chunked transfer is cut short.
-                reason = getattr(err, "reason", err)
-                failures.append(f"{url}: {reason}")
-                if isinstance(reason, socket.gaierror):
+                failures.append((url, _reason(err)))
+                if isinstance(getattr(err, "reason", err), socket.gaierror):
                     break  # the host name does not resolve (offline?): retrying will not help
             if attempt < retries:
                 time.sleep(backoff * (2**attempt))
-    tried = "\n".join(f"  - {f}" + (f" ({failures.count(f)} tries)" if failures.count(f) > 1 else "")
-                      for f in dict.fromkeys(failures))
+    tried = [f"{url}: {why}" + (f" ({failures.count((url, why))} tries)" if failures.count((url, why)) > 1 else "")
+             for url, why in dict.fromkeys(failures)]
+    reasons = "; ".join(dict.fromkeys(why for _, why in failures))
     raise DownloadError(
-        f"Could not download {dest.name}.\nTried:\n{tried}\n"
-        f"If you are offline, download it on a machine with internet access from\n"
-        f"  {url_list[0]}\n"
-        f"and copy it to\n  {dest}\n(or set GPTLIB_HOME to a folder that holds it)."
-    )
+        f"Could not download {dest.name} from any of {len(url_list)} address(es) ({reasons}). Offline? Fetch it "
+        f"on a machine with internet access from {url_list[0]} and copy it to {dest} (or set GPTLIB_HOME to a "
+        "folder that holds it).", tried, codes)
 
 
 def _usable(path: Path, sha256: str | None, check: Callable[[Path], object] | None) -> bool:

@@ -79,6 +79,26 @@ def probe_writable(folder: str | Path) -> Path:
     return folder
 
 
+def check_writable(output: str | Path, figures: str | Path | None = None) -> None:
+    """Raise ValueError, naming the flag, when a run's ``--output`` folder (or ``--figures``)
+    cannot be written (read-only, no permission, a file in the way): found before any training."""
+    output = Path(output)
+    folders = [("output", output.parent), ("output", output)] if output.exists() else [("output", output.parent)]
+    if figures:
+        folders.append(("figures", Path(figures)))
+    for name, folder in folders:
+        if name == "output" and output.exists() and not output.is_dir():
+            raise ValueError(f"--output {output}: a file is in the way (the output must be a folder); "
+                             "choose another --output.")
+        try:
+            probe_writable(folder)
+        except OSError as err:
+            given = output if name == "output" else figures
+            raise ValueError(f"--{name} {given}: cannot write in {folder} ({err.strerror or err}); "
+                             f"choose a folder you can write with --{name}"
+                             + (" (or --figures none for no plots)." if name == "figures" else ".")) from None
+
+
 _STAGED = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|previous)-(?P<pid>\d+)-[^/]*$")
 
 

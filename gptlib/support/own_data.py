@@ -2,7 +2,8 @@
 
 The book fine-tunes GPT-2 on two classes (ham, spam); its IMDb bonus shows the same model on
 another data set. These functions take that step for any CSV with a header naming the columns
-``Label`` and ``Text`` (other columns are ignored)::
+``Label`` and ``Text``, or a common spelling of them such as ``category``/``message`` (other
+columns are ignored)::
 
     train_df, val_df, test_df, class_names = own_data_splits("train.csv", "val.csv", "test.csv")
     # or one file, split 70/10/20 the book's way:
@@ -27,7 +28,6 @@ import pandas as pd
 
 from gptlib.support.sms_files import TRAIN_FRAC, VALIDATION_FRAC, DataError
 
-NEEDED = ("Label", "Text")
 QUOTING_HINT = ('Put a text that holds commas in double quotes, right after the comma (no space): '
                 'spam,"Win cash, now"')
 
@@ -73,18 +73,36 @@ def _records(text: str, path: Path):
             yield start, fields
 
 
+# Header spellings taken for each column (compared without case): a CSV exported from another
+# tool rarely says exactly Label and Text.
+SPELLINGS = {
+    "Label": ("label", "labels", "class", "category", "target", "y", "sentiment", "intent", "tag"),
+    "Text": ("text", "message", "sms", "content", "review", "sentence", "body", "comment", "document", "x"),
+}
+
+
 def _column_positions(header: list[str], path: Path) -> dict[str, int]:
+    """Where the Label and Text columns are: exactly named, else by a common spelling."""
     names = [h.strip() for h in header]
-    for name in NEEDED:
-        if names.count(name) > 1:
-            raise DataError(f"{path}: the header names the column {name!r} twice; keep one.")
-    missing = [name for name in NEEDED if name not in names]
+    out = {}
+    for role, spellings in SPELLINGS.items():
+        found = [i for i, name in enumerate(names) if name.lower() in spellings]
+        exact = [i for i in found if names[i] == role]
+        if len(exact) > 1 or (not exact and len(found) > 1):
+            clash = ", ".join(repr(names[i]) for i in (exact or found))
+            raise DataError(f"{path}: the header has more than one column that could be the {role.lower()} "
+                            f"({clash}); rename the one to use to {role!r}.")
+        if exact or found:
+            out[role] = (exact or found)[0]
+    missing = [role for role in SPELLINGS if role not in out]
     if missing:
         raise DataError(
-            f"{path}: the header has the columns {names}, but it needs 'Label' and 'Text' "
-            f"(missing: {', '.join(missing)}). Make the first line, e.g.: Label,Text"
+            f"{path}: the header has the columns {names}, but none of them is the "
+            f"{' or the '.join(m.lower() for m in missing)} column. Name them 'Label' and 'Text' (also taken: "
+            f"{', '.join(SPELLINGS['Label'][1:4])} ...; {', '.join(SPELLINGS['Text'][1:4])} ...), e.g. a "
+            "first line Label,Text"
         )
-    return {name: names.index(name) for name in NEEDED}
+    return out
 
 
 def read_labeled_csv(path: str | Path, role: str = "training") -> pd.DataFrame:
@@ -124,6 +142,7 @@ def read_labeled_csv(path: str | Path, role: str = "training") -> pd.DataFrame:
         raise DataError(f"The {role} file {path} has a header but no examples below it.")
     frame = pd.DataFrame(rows, columns=["Label", "Text", "line"])
     frame.attrs["source"] = str(path)
+    frame.attrs["columns"] = {role: header[1][i].strip() for role, i in positions.items()}
     return frame
 
 

@@ -43,6 +43,12 @@ def describe_content(head: bytes) -> str:
     if text.startswith((b"<!doctype", b"<html", b"<?xml", b"<")):
         return ("it is an HTML or XML page, not weights (a proxy, a login or an error page was saved under "
                 "the weights' name)")
+    if head[:8] == b"\x89PNG\r\n\x1a\n" or head[:3] == b"\xff\xd8\xff" or head[:4] == b"GIF8":
+        return "it is an image (PNG, JPEG or GIF)"
+    if head[:4] == b"%PDF":
+        return "it is a PDF document"
+    if text.startswith((b"{", b"[")):
+        return "it is JSON text (a metrics.json?)"
     if head[:2] == b"PK":
         return "it is a zip file (a PyTorch .pth/.pt file?)"
     if head[:1] == b"\x80":
@@ -89,13 +95,18 @@ def check_safetensors(path: str | Path, advice: str = "Delete it and download th
     return header
 
 
-def torch_load(path: str | Path, what: str = "file") -> Any:
-    """``torch.load(path, weights_only=True)`` with one clear error for each way it fails."""
+def torch_load(path: str | Path, what: str = "file", wanted: str = "a file saved with torch.save") -> Any:
+    """``torch.load(path, weights_only=True)`` with one clear error for each way it fails;
+    ``wanted`` says what to give instead, where the file is not PyTorch's at all."""
     path = Path(path)
     if path.is_dir():
         raise WeightFileError(f"{path} is a folder, not a {what}; give the file inside it.")
     if not path.exists():
         raise FileNotFoundError(f"The {what} {path} does not exist.")
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # neither of PyTorch's two formats
+        raise WeightFileError(f"{path} is not a PyTorch {what}: {describe_content(head)}. Give {wanted}.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
