@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from gptlib.model import GPTModel, count_parameters
+from gptlib.models import FAMILIES
 from gptlib.support.files import atomic_path
 from gptlib.tokenizer import END_OF_TEXT_ID
 
@@ -154,7 +155,9 @@ def set_dropout(model: GPTModel, rate: float, scope: str = "all", inplace: bool 
     def trains(module: nn.Module) -> bool:
         return any(p.requires_grad for p in module.parameters())
 
-    parts: list[tuple[nn.Module, bool]] = [(out.drop_emb, trains(out.tok_emb) or trains(out.pos_emb))]
+    parts: list[tuple[nn.Module, bool]] = []  # (GPT-2's; the open models of gptlib.models have no dropout)
+    if hasattr(out, "drop_emb"):
+        parts.append((out.drop_emb, trains(out.tok_emb) or trains(out.pos_emb)))
     parts += [(block, trains(block)) for block in out.trf_blocks]
     for part, part_trains in parts:
         for m in [part] if isinstance(part, nn.Dropout) else part.modules():
@@ -256,7 +259,8 @@ def save_classifier(model: GPTModel, path: str | Path, **meta: Any) -> Path:
     config (with ``num_classes``) is always included.
     """
     path = Path(path)
-    payload = {"model_state_dict": model.state_dict(), "config": dict(model.cfg), **meta}
+    payload = {"model_state_dict": model.state_dict(), "config": dict(model.cfg),
+               "model_class": type(model).__name__, **meta}  # GPTModel, or an open model's class
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
@@ -269,6 +273,7 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
     ``weights_only=True`` (tensors and plain data only), and every tensor the model needs is
     checked: a missing or mis-shaped one is named."""
     from gptlib.model import check_config
+    from gptlib.models.parts import check_config as check_open_config
     from gptlib.support.weight_files import WeightFileError, torch_load
     from gptlib.weights import load_into
 
@@ -284,12 +289,14 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
                               "'model_state_dict'); write one with save_classifier or `python -m gptlib finetune`.")
     cfg = dict(payload["config"])
     num_classes = cfg.pop("num_classes", 2)
+    family = next((f for f in FAMILIES.values() if f.model_class == payload.get("model_class")), None)
+    model_cls = GPTModel if family is None else family.model_cls()  # Qwen3, Llama (gptlib.models)
     try:
-        check_config(cfg)
-    except ValueError as err:
+        check_config(cfg) if family is None else check_open_config(cfg)
+    except (ValueError, KeyError) as err:
         raise WeightFileError(f"{path}: its model config is not usable ({err}).") from None
     with torch.device("meta"):
-        model = GPTModel(cfg)
+        model = model_cls(cfg)
     model = add_classification_head(model, num_classes, trainable="head", seed=None, inplace=True)
     model = model.to_empty(device="cpu")
     load_into(model, payload["model_state_dict"], f"The checkpoint {path}")

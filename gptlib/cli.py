@@ -33,7 +33,8 @@ def add_setting_flags(p: argparse.ArgumentParser, base: str | None = None,
         default = base or (f"{f.default!r}" if f.default is not None else "none")
         default = (shown or {}).get(f.name, default)
         extra = f"; also {', '.join(repr(c) for c in meta['choices'][1:])}" if f.name == "model_size" else ""
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name,
+        flags = [f"--{f.name.replace('_', '-')}"] + (["--model"] if f.name == "model_size" else [])
+        p.add_argument(*flags, dest=f.name,
                        default=argparse.SUPPRESS, metavar=_metavar(meta, choices),
                        type=functools.partial(_parse, f.name),
                        help=f"{meta['help']} (default {default}{extra})"
@@ -129,8 +130,13 @@ def _classify(args: argparse.Namespace) -> int:
     device = get_device(args.device)
     model, meta = load_classifier(args.checkpoint, device)
     names = meta.get("class_names") or [str(i) for i in range(model.out_head.out_features)]
+    tokenizer = get_tokenizer()  # GPT-2's, unless the run used an open model's own
+    if meta.get("tokenizer", "gpt2") != "gpt2":
+        from gptlib.models import load_hf_tokenizer
+
+        tokenizer = load_hf_tokenizer(meta["tokenizer"], progress=False)
     for text in args.text:
-        probs = predict_proba(text, model, get_tokenizer(), device, max_length=meta.get("max_length"),
+        probs = predict_proba(text, model, tokenizer, device, max_length=meta.get("max_length"),
                               pad_token_id=meta.get("pad_token_id", END_OF_TEXT_ID), token=meta.get("token", "last"))
         best = max(range(len(probs)), key=probs.__getitem__)
         detail = ", ".join(f"{n} {p:.3f}" for n, p in zip(names, probs))

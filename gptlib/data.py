@@ -65,21 +65,19 @@ def download_and_unzip_spam_data(
     progress: bool = True,
     verbose: bool = True,
 ) -> Path:
-    """Make sure the SMS data file exists at ``data_file_path``; return that path.
-
-    The book's signature; every argument has a default (under ``default_data_dir()``). Work
-    already done is skipped. A local copy (``local_copy`` or ``$GPTLIB_DATA_DIR``: the raw
-    ``SMSSpamCollection``, its zip, or a folder holding one) is used instead of any download.
-    The extracted file must have the expected sha256; it is written atomically, so a failed
-    run never leaves a file that a later run takes as complete.
+    """Make sure the SMS data file exists at ``data_file_path``; return that path. The book's
+    signature; every argument has a default (under ``default_data_dir()``). Work already done
+    is skipped. A local copy (``local_copy`` or ``$GPTLIB_DATA_DIR``: the raw SMSSpamCollection,
+    its zip, or a folder holding one) is used instead of any download. The extracted file
+    must have the expected sha256; it is written atomically, so a failed run never leaves a
+    file that a later run takes as complete.
     """
     say = print if verbose else (lambda *a, **k: None)
     extracted_path = Path(extracted_path) if extracted_path else default_data_dir() / "sms_spam_collection"
     zip_path = Path(zip_path) if zip_path else default_data_dir() / "sms_spam_collection.zip"
     data_file_path = Path(data_file_path) if data_file_path else extracted_path / f"{SPAM_MEMBER}.tsv"
 
-    # A copy passed in is always looked at: a typo or a wrong file is an error, even when a
-    # good file from an earlier run is already in place.
+    # A copy passed in is always checked: a wrong one is an error even with a good file in place.
     given = find_local_copy(local_copy) if local_copy is not None else None
     if given is None and data_file_path.exists():
         if sha256 is None or sha256_of(data_file_path) == sha256:
@@ -274,15 +272,17 @@ class SpamDataset(Dataset):
 def spam_datasets(train: str | Path | pd.DataFrame, validation: str | Path | pd.DataFrame,
                   test: str | Path | pd.DataFrame, tokenizer, max_length: int | None = None,
                   padding: str = "max_length", context_length: int | None = None,
-                  label_map: dict[str, int] | None = None) -> tuple[SpamDataset, SpamDataset, SpamDataset]:
+                  label_map: dict[str, int] | None = None,
+                  pad_token_id: int = END_OF_TEXT_ID) -> tuple[SpamDataset, SpamDataset, SpamDataset]:
     """The three splits as datasets, the book's way: the training set sets ``max_length`` (its
     longest message unless given, capped at ``context_length``), and validation and test are
     cut to it (and, with ``padding="max_length"``, padded to it)."""
-    train_ds = SpamDataset(train, tokenizer, max_length=max_length, padding=padding, label_map=label_map)
+    kw = {"padding": padding, "label_map": label_map, "pad_token_id": pad_token_id}
+    train_ds = SpamDataset(train, tokenizer, max_length=max_length, **kw)
     if context_length is not None and train_ds.max_length > context_length:
-        train_ds = SpamDataset(train, tokenizer, max_length=context_length, padding=padding, label_map=label_map)
-    val_ds, test_ds = (SpamDataset(split, tokenizer, max_length=train_ds.max_length, padding=padding,
-                                   label_map=label_map) for split in (validation, test))
+        train_ds = SpamDataset(train, tokenizer, max_length=context_length, **kw)
+    val_ds, test_ds = (SpamDataset(split, tokenizer, max_length=train_ds.max_length, **kw)
+                       for split in (validation, test))
     return train_ds, val_ds, test_ds
 
 

@@ -40,7 +40,9 @@ from gptlib.data import (
     spam_datasets,
 )
 from gptlib.lora import add_lora, describe_lora, merge_lora, save_lora
-from gptlib.model import GPTModel, get_config
+from gptlib.model import GPTModel
+from gptlib.models import any_config
+from gptlib.models.hf_tokenizer import run_tokenizer
 from gptlib.settings import FinetuneConfig
 from gptlib.speed.memory import run_memory_line
 from gptlib.speed.shared_base import (
@@ -53,7 +55,7 @@ from gptlib.support.device import get_device
 from gptlib.support.files import atomic_folder, atomic_write_bytes, check_writable, sha256_of
 from gptlib.support.labels import check_label_range
 from gptlib.support.sms_files import have_book_file
-from gptlib.tokenizer import END_OF_TEXT_ID, get_tokenizer
+from gptlib.tokenizer import END_OF_TEXT_ID
 from gptlib.train import (
     calc_accuracy_loader,
     classification_metrics,
@@ -82,6 +84,8 @@ class FinetuneResult:
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     files: dict[str, str] = field(default_factory=dict)
     splits: dict[str, Any] = field(default_factory=dict)  # run_finetune(evaluate_splits=...)'s results
+    pad_token_id: int = END_OF_TEXT_ID  # GPT-2's; an open model's own where its tokenizer is used
+    tokenizer: str = "gpt2"  # whose tokenizer the run used: GPT-2's, or an open model's preset
     model: GPTModel | None = field(default=None, repr=False)
     loaders: tuple | None = field(default=None, repr=False)  # (train, validation, test)
 
@@ -92,15 +96,10 @@ class FinetuneResult:
 
 def resolve_data_file(data: str | None, verbose: bool = True, url: str | None = None,
                       timeout: float | None = None, shipped: bool = True) -> Path:
-    """The SMS file a run reads.
-
-    A plain file given as ``data`` is read where it is: the book's ``SMSSpamCollection``, or
-    your own messages in the same ``ham<TAB>text`` format (then a note says the numbers will
-    not be the book's). A zip or a folder goes through :func:`download_and_unzip_spam_data`,
-    which checks the book's sha256. With nothing given: an earlier download or
-    ``$GPTLIB_DATA_DIR``; else the copy shipped with gptlib (``shipped=True``, said in one
-    line); else, or when a URL is given (``url``, ``$GPTLIB_DATA_URL``), the book's download.
-    """
+    """The SMS file a run reads. A plain file given as ``data`` is read where it is (a note says
+    when it is not the book's); a zip or a folder goes through :func:`download_and_unzip_spam_data`
+    (sha256 checked). With nothing given: an earlier download or ``$GPTLIB_DATA_DIR``; else the
+    copy shipped with gptlib (``shipped=True``); else, or for a ``url``, the book's download."""
     say = print if verbose else (lambda *a, **k: None)
     if data:
         path = Path(data).expanduser()
@@ -120,8 +119,8 @@ def resolve_data_file(data: str | None, verbose: bool = True, url: str | None = 
                                         backup_url=SPAM_BACKUP_URL if url == SPAM_URL else None)
 
 
-def build_datasets(cfg: FinetuneConfig, tokenizer, data_dir: Path, context_length: int,
-                   verbose: bool = True) -> tuple[SpamDataset, SpamDataset, SpamDataset, list[str]]:
+def build_datasets(cfg: FinetuneConfig, tokenizer, data_dir: Path, context_length: int, verbose: bool = True,
+                   pad_token_id: int = END_OF_TEXT_ID) -> tuple[SpamDataset, SpamDataset, SpamDataset, list[str]]:
     """The three splits as datasets (validation and test truncated to the training length),
     and the class names: the book's SMS data, or your own CSV files (``cfg.csv`` or
     ``cfg.train_csv``/``val_csv``/``test_csv``, any number of classes)."""
@@ -144,7 +143,7 @@ def build_datasets(cfg: FinetuneConfig, tokenizer, data_dir: Path, context_lengt
         train_df = train_df.iloc[: cfg.train_limit]
     padding = "batch" if cfg.padding == "none" else cfg.padding  # batch 1: each message as it is
     datasets = spam_datasets(train_df, val_src, test_src, tokenizer, max_length=cfg.max_length,
-                             padding=padding, context_length=context_length)
+                             padding=padding, context_length=context_length, pad_token_id=pad_token_id)
     return (*datasets, names)
 
 
@@ -219,11 +218,14 @@ def _train_and_evaluate(cfg: FinetuneConfig, work: Path, callback, progress: boo
     say = print if verbose else (lambda *a, **k: None)
     start = time.perf_counter()
     device = get_device(cfg.device)
-    tokenizer = get_tokenizer()
-    context_length = get_config(cfg.model_size)["context_length"]
+    # GPT-2's BPE; for Qwen3 and Llama their own where it is here (the line says which)
+    tokenizer, pad, tokenizer_name, line = run_tokenizer(cfg.model_size, cfg.weights, cfg.download_timeout)
+    if line:
+        say(line)
+    context_length = any_config(cfg.model_size)["context_length"]
 
     train_ds, val_ds, test_ds, class_names = build_datasets(cfg, tokenizer, work / "data", context_length,
-                                                            verbose)
+                                                            verbose, pad)
     check_label_range({"training": train_ds.labels, "validation": val_ds.labels, "test": test_ds.labels},
                       len(class_names), class_names)
     say(run_memory_line(cfg, device, train_ds, len(class_names)))
@@ -251,10 +253,10 @@ def _train_and_evaluate(cfg: FinetuneConfig, work: Path, callback, progress: boo
     history = train_classifier_simple(
         runner, train_loader, val_loader, optimizer, device, num_epochs=cfg.epochs,
         eval_freq=cfg.eval_freq, eval_iter=cfg.eval_iter, token=cfg.token,
-        progress=progress, callback=callback, verbose=verbose,
+        progress=progress, callback=callback, verbose=verbose, pad_token_id=pad,
         accumulation_steps=cfg.accumulation_steps, ignore_index=cfg.ignore_index,
     )
-    kw = {"token": cfg.token}
+    kw = {"token": cfg.token, "pad_token_id": pad}
     train_acc = calc_accuracy_loader(train_loader, runner, device, **kw)
     val_acc = calc_accuracy_loader(val_loader, runner, device, **kw)
     test_metrics = classification_metrics(test_loader, runner, device, **kw)
@@ -274,7 +276,7 @@ def _train_and_evaluate(cfg: FinetuneConfig, work: Path, callback, progress: boo
         val_accs=history[3], examples_seen=history[4], train_accuracy=train_acc, val_accuracy=val_acc,
         test_accuracy=test_acc, test_metrics=test_metrics, max_length=train_ds.max_length,
         trainable=trainable_summary(model), seconds=seconds, model=model, class_names=class_names,
-        splits=splits, loaders=loaders,
+        splits=splits, loaders=loaders, pad_token_id=pad, tokenizer=tokenizer_name,
     )
     return result
 
@@ -310,7 +312,7 @@ def _save_outputs(result: FinetuneResult, cfg: FinetuneConfig, model: GPTModel, 
         result.files["adapter"] = str(output / "lora_adapter.pt")
         plain = merge_lora(model)
     save_classifier(plain, work / "classifier.pth", max_length=result.max_length, token=cfg.token,
-                    pad_token_id=END_OF_TEXT_ID, class_names=list(result.class_names), finetune_config=asdict(cfg))
+                    pad_token_id=result.pad_token_id, tokenizer=result.tokenizer, class_names=list(result.class_names), finetune_config=asdict(cfg))
     result.files["checkpoint"] = str(output / "classifier.pth")
     if result.train_losses and result.train_accs:
         import matplotlib.pyplot as plt

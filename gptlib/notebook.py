@@ -90,10 +90,20 @@ class Profile:
                  if f.name in ("model_size", "weights", "data", "epochs", "lr", "batch_size", "seed", "device")
                  or getattr(self.config, f.name) != getattr(book, f.name)]
         width = max(len(name) for name, _ in rows)
-        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+        return "\n".join(f"{name:<{width}}  {_relative(value)}" for name, value in rows)
 
     def __str__(self) -> str:
         return self.summary()
+
+
+def _relative(value: Any) -> Any:
+    """A path inside the checkout as the reader's checkout has it: relative to its root."""
+    if isinstance(value, (str, Path)) and Path(value).is_absolute():
+        try:
+            return Path(value).relative_to(project_root()).as_posix()
+        except ValueError:
+            return value
+    return value
 
 
 def project_root(start: str | Path | None = None) -> Path:

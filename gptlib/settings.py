@@ -22,8 +22,8 @@ from typing import Any
 
 from gptlib.classifier import DROPOUT_SCOPES, TOKEN_CHOICES, TRAINABLE_HELP, trainable_blocks
 from gptlib.lora import LORA_HEADS, LORA_SCALINGS
-from gptlib.model import MODEL_CONFIGS, get_config, resolve_preset
-from gptlib.weights import HF_REPOS
+from gptlib.model import MODEL_CONFIGS
+from gptlib.models import OPEN_MODELS, any_config, canonical_name, has_weights, is_open_model
 
 # How a run computes: "book" the plain computation; "exact" the same numbers, faster; "fast"
 # also not bit-exact tricks (gptlib.speed applies them; this record only names them).
@@ -50,7 +50,8 @@ def _s(default: Any, help: str, parse: str, choices: tuple | None = None, table:
 class FinetuneConfig:
     """Settings of a fine-tuning run; the defaults are the book's."""
 
-    model_size: str = _s("gpt2-small (124M)", "model preset", "str", tuple(MODEL_CONFIGS))
+    model_size: str = _s("gpt2-small (124M)", "model preset: GPT-2's, or an open model's (Qwen3, Llama 3.2; "
+                         "see gptlib.models)", "str", tuple(MODEL_CONFIGS) + OPEN_MODELS)
     weights: str = _s("pretrained", "OpenAI's weights, or random ones (offline)", "str", ("pretrained", "random"))
     epochs: int = _s(5, "passes over the training set", "int")
     lr: float = _s(5e-5, "AdamW learning rate", "float")
@@ -121,7 +122,7 @@ class FinetuneConfig:
         """The settings a run uses: the model's full preset name, and where ``dropout_scope`` is
         None, its default: "trainable" at speed "fast" (the frozen part stays reusable), else
         "all" (the book's). Nothing else changes: the token and padding are the record's."""
-        out = replace(self, model_size=resolve_preset(self.model_size))
+        out = replace(self, model_size=canonical_name(self.model_size))
         if out.dropout_scope is None:
             out = replace(out, dropout_scope="trainable" if self.speed == "fast" else "all")
         return out
@@ -129,7 +130,7 @@ class FinetuneConfig:
     def check(self) -> None:
         """Raise ValueError for settings that cannot work, naming the setting and its value."""
         try:
-            resolve_preset(self.model_size)
+            model = canonical_name(self.model_size)
         except ValueError as err:
             raise SettingError(f"model_size: {err}") from None
         for f in fields(self):
@@ -163,15 +164,17 @@ class FinetuneConfig:
             raise SettingError(f"drop_rate must be in [0, 1); got {self.drop_rate}.")
         if self.train_limit is not None and self.train_limit < 1:
             raise SettingError(f"train_limit must be at least 1 (or None for all messages); got {self.train_limit}.")
-        if self.weights == "pretrained" and resolve_preset(self.model_size) not in HF_REPOS:
-            raise SettingError(f"weights: the preset {resolve_preset(self.model_size)!r} has no published weights "
-                               f"(OpenAI's exist for {', '.join(k.split()[0] for k in HF_REPOS)}); set weights to "
-                               "random for it.")
-        context = get_config(self.model_size)["context_length"]
+        if self.weights == "pretrained" and not has_weights(model):
+            raise SettingError(f"weights: the preset {model!r} has no published weights (they exist for GPT-2's "
+                               "four sizes, qwen3-0.6b and llama3.2-1b); set weights to random for it.")
+        if is_open_model(model) and (self.drop_rate > 0 or not self.causal_mask):
+            raise SettingError(f"{'drop_rate' if self.drop_rate > 0 else 'causal_mask'}: {model} has no dropout and "
+                               "always masks later tokens, as released; these two bonus options are GPT-2's.")
+        context = any_config(model)["context_length"]
         if self.max_length is not None and not 1 <= self.max_length <= context:
             raise SettingError(f"max_length {self.max_length} must be between 1 and the model's context ({context}).")
         try:
-            trainable_blocks(self.trainable, get_config(self.model_size)["n_layers"])
+            trainable_blocks(self.trainable, any_config(model)["n_layers"])
         except ValueError as err:
             raise SettingError(f"trainable: {err}") from None
 

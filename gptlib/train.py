@@ -264,7 +264,8 @@ def predict_proba(text: str, model: torch.nn.Module, tokenizer, device: torch.de
                   max_length: int | None = None, pad_token_id: int = END_OF_TEXT_ID, token: str = "last") -> list[float]:
     """Class probabilities (softmax of the chosen token's logits) for one message."""
     model.eval()
-    ids = encode_message(text, tokenizer, model.pos_emb.weight.shape[0], max_length, pad_token_id)
+    context = model.pos_emb.weight.shape[0] if hasattr(model, "pos_emb") else model.cfg["context_length"]
+    ids = encode_message(text, tokenizer, context, max_length, pad_token_id)
     with torch.no_grad():
         logits = classifier_logits(model, torch.tensor([ids], device=device), token, pad_token_id)
     return torch.softmax(logits[0].float(), dim=-1).tolist()

@@ -36,10 +36,10 @@ from gptlib.model import (
 from gptlib.support.download import DownloadError, download_file
 from gptlib.support.files import cache_dir
 from gptlib.support.weight_files import (
-    WeightFileError,
+    WeightLoadError,
     check_safetensors,
     hf_cache_copy,
-    torch_load,
+    read_state_dict,
 )
 
 HF_REPOS = {
@@ -57,10 +57,6 @@ BOOK_LAYOUT_FILES = {
 }
 HEADS_BY_WIDTH = {cfg["emb_dim"]: cfg["n_heads"] for cfg in MODEL_CONFIGS.values()}
 _IGNORED_HF = re.compile(r"^h\.\d+\.attn\.(bias|masked_bias)$")
-
-
-class WeightLoadError(WeightFileError):
-    """A weight file does not fit the model (the message names the tensor and the shapes)."""
 
 
 def hub_endpoint() -> str:
@@ -112,34 +108,6 @@ def download_pretrained(name: str, root: str | Path | None = None, progress: boo
         raise DownloadError(
             f"{err} Or train on random weights of the same shape: --weights random on the command line, "
             "GPTLIB_PROFILE=offline for the notebooks.", err.tried, err.http_status) from None
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read tensors from ``.safetensors`` or a torch ``.pth``/``.pt``/``.bin`` file."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"Weight file {path} does not exist.")
-    if path.is_dir():
-        raise WeightLoadError(f"{path} is a folder; give the weight file inside it.")
-    with open(path, "rb") as f:
-        head = f.read(9)  # safetensors: an 8-byte header length, then the header's JSON "{"
-    # by content, not name: the Hugging Face cache keeps model.safetensors as a blob without a suffix
-    if path.suffix == ".safetensors" or (len(head) == 9 and head[8:9] == b"{" and head[:2] != b"PK"):
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        check_safetensors(path)
-        try:
-            return load_file(str(path))
-        except SafetensorError as err:
-            raise WeightLoadError(f"{path} could not be read as safetensors ({err}).") from None
-    obj = torch_load(path, "weight file", "OpenAI's model.safetensors, or a state dict saved with "
-                     "torch.save(model.state_dict())")
-    if isinstance(obj, dict) and "model_state_dict" in obj:
-        obj = obj["model_state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightLoadError(f"{path} does not hold a state dict of tensors (found {type(obj).__name__}).")
-    return obj
 
 
 def is_hf_layout(state_dict: dict[str, torch.Tensor]) -> bool:

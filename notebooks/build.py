@@ -88,6 +88,44 @@ def keep_outputs(nb, profile: str) -> None:
     nb.metadata["gptlib"] = {"profile": profile}
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
+    relative_paths(nb)
+
+
+def relative_paths(nb) -> int:
+    """No machine in the documents: the checkout's path becomes relative to the repository,
+    gptlib's cache ``$GPTLIB_HOME``, the home folder ``~``, in every stored output. Returns
+    the number of outputs changed."""
+    from gptlib.support.files import cache_dir
+
+    root = str(HERE.parent)
+    swaps = [(f"{root}/", ""), (root, "."), (str(cache_dir()), "$GPTLIB_HOME"), (str(Path.home()), "~")]
+
+    def clean(text):
+        if isinstance(text, list):
+            return [clean(t) for t in text]
+        for old, new in swaps:
+            text = text.replace(old, new)
+        return text
+
+    changed = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            before = repr(output)
+            if "text" in output:
+                output["text"] = clean(output["text"])
+            for kind in ("text/plain", "text/markdown", "text/html"):
+                if kind in output.get("data", {}):
+                    output["data"][kind] = clean(output["data"][kind])
+            changed += repr(output) != before
+    if "widgets" in nb.metadata:  # the stored widget state (the lab's tables and messages)
+        import json
+
+        before = json.dumps(nb.metadata["widgets"])
+        after = clean(before.replace("\\/", "/"))
+        if after != before:
+            nb.metadata["widgets"] = json.loads(after)
+            changed += 1
+    return changed
 
 
 def execute(ipynb: Path, timeout: int, profile: str | None = None) -> None:
@@ -114,7 +152,7 @@ def execute(ipynb: Path, timeout: int, profile: str | None = None) -> None:
 
 
 SHOWN = ("gptlib.notebook", "gptlib.data", "gptlib.classifier", "gptlib.train", "gptlib.lora",
-         "gptlib.study.inspection", "gptlib.assignments.runner")
+         "gptlib.study.inspection", "gptlib.assignments.runner", "gptlib.models.parts")
 
 
 def shown_object(name: str):
@@ -153,6 +191,7 @@ def refresh_sources(ipynb: Path) -> int:
                 "text/markdown": f"{fence}python\n{source}\n{fence}", "text/plain": source}))
         cell.outputs = outputs
         redrawn += 1
+    relative_paths(nb)
     nbformat.write(nb, ipynb)
     return redrawn
 

@@ -53,12 +53,14 @@ def _main(argv: list[str]) -> int:
 def test_registry_holds_every_experiment_of_the_chapter():
     rows = experiments()
     keys = [e.key for e in rows]
-    assert len(keys) == len(set(keys)) == 25
+    assert len(keys) == len(set(keys)) == 27
     bonus = experiments("bonus")
     assert [e.number for e in bonus] == list(range(1, 20))
     assert [e.key for e in experiments("exercise")] == ["ex6.1", "ex6.2", "ex6.3"]
     assert [e.key for e in experiments("appendix E")] == ["appendix_e", "appendix_e_print"]
     assert [e.key for e in experiments("chapter")] == ["chapter"]
+    assert [e.key for e in experiments("open models")] == ["qwen3", "llama3"]
+    assert all(e.book() == {"train": None, "val": None, "test": None} for e in experiments("open models"))
     assert set(OLD_KEYS) <= set(keys)
     assert all(isinstance(e, Experiment) and e.description for e in rows)
     assert all(e.number is None for e in rows if e.source != "bonus")

@@ -7,6 +7,8 @@ Executing the notebooks is nbval's job (``pytest --nbval-lax notebooks/``), not 
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +142,20 @@ def test_notebook_helpers_do_not_import_ipywidgets():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
+
+
+MACHINE_PATH = re.compile(r"(?<![\w.~$])/(?:home|root|tmp|work|Users|var|private|mnt|opt|srv)/")
+
+
+@pytest.mark.parametrize("ipynb", IPYNBS + ASSIGNMENTS, ids=lambda p: p.stem)
+def test_no_machine_path_is_stored(ipynb: Path):
+    """A stored document names paths as a reader's checkout has them (relative to the
+    repository, $GPTLIB_HOME, ~), never the build machine's folders."""
+    import nbformat
+
+    nb = nbformat.reads(committed_text(ipynb), as_version=4)
+    found = [(i, m.group(0)) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+             for output in cell.outputs for m in [MACHINE_PATH.search(_text_of(output))] if m]
+    assert not found, f"{ipynb.name}: absolute paths stored in code cell(s) {found[:5]}"
+    widgets = MACHINE_PATH.search(json.dumps(nb.metadata.get("widgets", {})).replace("\\/", "/"))
+    assert not widgets, f"{ipynb.name}: an absolute path in the stored widget state: {widgets.group(0)}"

@@ -401,3 +401,18 @@ def test_choosing_fast_by_hand_takes_its_preset_in_the_controls(gptlib_home, tmp
     p.set(speed="exact")
     p.set(speed="fast", token="first")
     assert (p.config().token, p.config().padding) == ("first", "batch")
+
+
+def test_the_model_menu_offers_the_open_models_and_runs_one(panel):
+    """Qwen3 and Llama 3.2 are in the lab's model menu (made from the setting's choices), and a
+    run of one goes through the same engine, table and curves."""
+    options = {value for _, value in panel.controls["model_size"].options} if isinstance(
+        panel.controls["model_size"].options[0], tuple) else set(panel.controls["model_size"].options)
+    assert {"qwen3-0.6b", "llama3.2-1b", "qwen3-tiny (test)"} <= options
+    panel.set(model_size="qwen3-0.6b", weights="random")
+    problems, _, cfg = panel.check()
+    assert problems == [] and "2.5 GiB" in panel.hints.value  # the memory line knows its shape
+    panel.set(model_size="qwen3-tiny (test)", weights="random", epochs=1)
+    assert panel.run(wait=True), panel.last_message
+    row = panel.runs.iloc[-1]
+    assert row["model_size"] == "qwen3-tiny (test)" and _accuracies_ok(row)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from gptlib.model import get_config
+from gptlib.models import any_config
 from gptlib.settings import FinetuneConfig
 from gptlib.study.experiments import UnknownExperimentError, experiments
 
@@ -36,7 +36,7 @@ def panel_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     if "padding" in settings or "max_length" in settings:
         model = settings.get("model_size", FinetuneConfig().model_size)
         choice = padding_choice(settings.get("padding", "max_length"), settings.get("max_length"),
-                                get_config(model)["context_length"])
+                                any_config(model)["context_length"])
         out["padding"] = settings["max_length"] if choice == "fixed" else choice
     return out
 

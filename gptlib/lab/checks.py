@@ -5,7 +5,7 @@ a speed that does not apply to LoRA or to the causal mask off)."""
 from __future__ import annotations
 
 from gptlib.lab.controls import training_size
-from gptlib.model import get_config
+from gptlib.models import any_config
 from gptlib.settings import FinetuneConfig
 from gptlib.speed.memory import available_bytes, estimate_run_memory
 from gptlib.support.device import get_device
@@ -35,7 +35,7 @@ def memory_check(cfg: FinetuneConfig) -> tuple[str, bool]:
     have passed ``cfg.check()``."""
     from gptlib.speed.shared_base import base_is_loaded
 
-    context = get_config(cfg.model_size)["context_length"]
+    context = any_config(cfg.model_size)["context_length"]
     tokens = min(cfg.max_length or BOOK_LONGEST, context)
     estimate = estimate_run_memory(cfg.model_size, cfg.trainable, batch_size=cfg.batch_size, tokens=tokens,
                                    lora_rank=cfg.lora_rank, lora_head=cfg.lora_head,
@@ -60,18 +60,20 @@ def check_settings(cfg: FinetuneConfig, last_n_blocks: int | None = None
                    ) -> tuple[list[str], list[str], FinetuneConfig | None]:
     """(problems, notes, cfg or None when there are problems). ``last_n_blocks``: the lab's
     "last N blocks" entry, when that is the choice."""
-    from gptlib.weights import HF_REPOS, weights_path
+    from gptlib.models import has_weights, is_open_model
+    from gptlib.models.hf_weights import model_dir
+    from gptlib.weights import weights_path
 
     problems: list[str] = []
     notes: list[str] = []
-    model_cfg = get_config(cfg.model_size)
+    model_cfg = any_config(cfg.model_size)
     context, n_layers = model_cfg["context_length"], model_cfg["n_layers"]
     if cfg.max_length is not None and cfg.max_length > context:
         problems.append(f"A context of {cfg.max_length} tokens is longer than {cfg.model_size}'s "
                         f"{context}: choose a fixed length up to {context}.")
     if last_n_blocks is not None and last_n_blocks > n_layers:
         problems.append(f"{cfg.model_size} has {n_layers} transformer blocks; cannot train the last {last_n_blocks}.")
-    if cfg.weights == "pretrained" and cfg.model_size not in HF_REPOS:
+    if cfg.weights == "pretrained" and not has_weights(cfg.model_size):
         problems.append(f"{cfg.model_size} has no published weights: choose random weights.")
     n_train = training_size(cfg)
     if n_train is not None and cfg.batch_size > n_train:
@@ -114,6 +116,8 @@ def check_settings(cfg: FinetuneConfig, last_n_blocks: int | None = None
                          "message (120), so expect a run to take several times longer.")
         if model_cfg["emb_dim"] >= 1024:
             notes.append(f"{cfg.model_size} on a CPU: expect a long run (many minutes per epoch).")
-    if cfg.weights == "pretrained" and not weights_path(cfg.model_size).exists():
+    weights_file = (model_dir(cfg.model_size) / "model.safetensors" if is_open_model(cfg.model_size)
+                    else weights_path(cfg.model_size))
+    if cfg.weights == "pretrained" and not weights_file.exists():
         notes.append(f"{cfg.model_size}'s weights are not in the cache yet: the run downloads them first.")
     return problems, notes, cfg

@@ -31,7 +31,7 @@ from gptlib import finetune
 from gptlib.finetune import FinetuneConfig, FinetuneResult
 from gptlib.lab.bonus import book_bonus_results
 from gptlib.lab.controls import padding_choice, training_size
-from gptlib.model import get_config
+from gptlib.models import any_config
 from gptlib.settings import table_settings
 from gptlib.support.files import atomic_write_bytes
 from gptlib.support.noise import compare_with_book, summarize
@@ -216,7 +216,7 @@ class RunEngine:
         self._run_counter += 1
         run_id = self._run_counter
         used = FinetuneConfig.from_dict(result.config) if result.config else cfg.effective()
-        context = get_config(used.model_size)["context_length"]
+        context = any_config(used.model_size)["context_length"]
         settings = {name: getattr(used, name) for name in table_settings()}
         settings["padding"] = padding_choice(used.padding, used.max_length, context)
         settings["max_length"] = result.max_length if used.padding == "max_length" else None

@@ -24,7 +24,7 @@ from gptlib.lab.controls import (
     training_size,
 )
 from gptlib.lab.view import ADVANCED_TITLE, LABELS
-from gptlib.model import get_config, resolve_preset
+from gptlib.models import any_config, canonical_name
 from gptlib.settings import PRESETS, setting_fields
 
 # What "try the book's" resets to the book's before it applies an experiment's change: every
@@ -53,7 +53,7 @@ def book_changes(key: str) -> dict[str, Any]:
 
 
 def _context(model_size: str) -> int:
-    return get_config(resolve_preset(model_size))["context_length"]
+    return any_config(canonical_name(model_size))["context_length"]
 
 
 class SettingsForm:
@@ -63,7 +63,7 @@ class SettingsForm:
         """Set every control from a FinetuneConfig; the settings without a control (data,
         device, eval_iter, output folder) are taken from it too, so ``config()`` gives it back."""
         values = {name: getattr(cfg, name) for name in SIMPLE_CONTROLS}
-        values.update(model_size=resolve_preset(cfg.model_size), trainable=cfg.trainable, padding=cfg.padding,
+        values.update(model_size=canonical_name(cfg.model_size), trainable=cfg.trainable, padding=cfg.padding,
                       max_length=cfg.max_length, train_limit=cfg.train_limit)
         self.base = dataclasses.replace(cfg)
         self._set_controls(form_values(values, _context(cfg.model_size)))
@@ -84,7 +84,7 @@ class SettingsForm:
         base = {name: values.pop(name) for name in list(values) if name in no_control}
         model = values.get("model_size", self.controls["model_size"].value)
         if "model_size" in values:
-            values["model_size"] = resolve_preset(model)
+            values["model_size"] = canonical_name(model)
         values = form_values(values, _context(model))
         unknown = set(values) - set(self.controls)
         if unknown:
@@ -156,7 +156,7 @@ class SettingsForm:
         """The FinetuneConfig the controls describe (not yet checked). ValueError for a
         training-messages entry that is neither 'all' nor a whole number."""
         c = self.controls
-        model = resolve_preset(c["model_size"].value)
+        model = canonical_name(c["model_size"].value)
         limit = c["train_limit"].value.strip().lower()
         if limit in ("all", "", "0", "none"):
             train_limit = None
@@ -168,7 +168,7 @@ class SettingsForm:
         values.update(model_size=model, dropout_scope=None if values["dropout_scope"] == "auto" else
                       values["dropout_scope"], trainable=trainable_value(c["trainable"].value, c["blocks"].value),
                       train_limit=train_limit,
-                      **padding_settings(c["padding"].value, get_config(model)["context_length"],
+                      **padding_settings(c["padding"].value, any_config(model)["context_length"],
                                          c["fixed_length"].value))
         return dataclasses.replace(self.base, **values)
 

@@ -145,9 +145,53 @@ def build_model(name_or_cfg: str | dict[str, Any], family: str | None = None, **
     return family_of(family).model_cls()({**name_or_cfg, **overrides})
 
 
+OPEN_MODELS = tuple(preset for family in FAMILIES.values() for preset in family.repos)
+
+
+def is_open_model(name: str) -> bool:
+    """True for a Qwen3 or Llama preset (or repo id); False for GPT-2's presets."""
+    try:
+        preset_name(name)
+        return True
+    except ValueError:
+        return False
+
+
+def canonical_name(name: str) -> str:
+    """The full preset name of any model gptlib runs: GPT-2's (``"small"`` ->
+    ``"gpt2-small (124M)"``) or an open model's (``"Qwen/Qwen3-0.6B"`` -> ``"qwen3-0.6b"``).
+    ValueError lists both kinds."""
+    from gptlib.model import resolve_preset
+
+    if is_open_model(name):
+        return preset_name(name)
+    try:
+        return resolve_preset(name)
+    except ValueError as err:
+        raise ValueError(f"{err} Open models: {', '.join(repr(p) for p in OPEN_MODELS)}.") from None
+
+
+def any_config(name: str) -> dict[str, Any]:
+    """The config of any model gptlib runs (a GPT-2 preset or an open model's): what the
+    settings' checks and the memory estimate read (``context_length``, ``n_layers``, ``emb_dim``)."""
+    from gptlib.model import get_config as gpt2_config
+
+    return get_config(name) if is_open_model(name) else gpt2_config(name)
+
+
+def has_weights(name: str) -> bool:
+    """Whether released weights exist for a preset (GPT-2's four sizes, Qwen3-0.6B, Llama 3.2 1B)."""
+    from gptlib.weights import HF_REPOS
+
+    if is_open_model(name):
+        return family_of(name).repos[preset_name(name)] is not None
+    return canonical_name(name) in HF_REPOS
+
+
 # name -> the submodule that defines it, loaded on first use (PEP 562)
 _EXPORTS = {"Qwen3Model": "qwen3", "QWEN3_CONFIGS": "qwen3", "Llama3Model": "llama3",
-            "LLAMA3_CONFIGS": "llama3", "load_hf_model": "hf_weights", "load_hf_tokenizer": "hf_tokenizer"}
+            "LLAMA3_CONFIGS": "llama3", "load_hf_model": "hf_weights", "load_hf_tokenizer": "hf_tokenizer",
+            "open_base": "hf_weights", "run_tokenizer": "hf_tokenizer"}
 
 
 def __getattr__(name: str) -> Any:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gptlib.models import PAD_SOURCES, family_of, hf_repo
+from gptlib.models import PAD_SOURCES, family_of, hf_repo, is_open_model, preset_name
 from gptlib.models.hf_weights import HubFileMissing, fetch_hub_file, model_dir, read_json
 
 EOS_SOURCES = tuple(source for source in PAD_SOURCES if "eos" in source[1])
@@ -126,3 +126,28 @@ def load_hf_tokenizer(name_or_path: str | Path, *, root: str | Path | None = Non
     except ValueError:  # another family, or no config.json: the documented order
         sources = PAD_SOURCES
     return HFTokenizer(file, extra["tokenizer_config.json"], extra["config.json"], pad_sources=sources)
+
+
+def run_tokenizer(name: str, weights: str = "random", timeout: float | None = None
+                  ) -> tuple[Any, int, str, str | None]:
+    """The tokenizer a run of ``name`` uses, its pad id, whose it is ("gpt2" or the preset), and
+    a line saying so (None for GPT-2's own). GPT-2's presets take GPT-2's BPE. An open model takes
+
+    its own (``tokenizer.json``; the pad id from its files) with released weights, or offline
+    when its files are already cached. Random weights with no files here take GPT-2's
+    BPE instead: its ids fit every preset's vocabulary, and weights that learned nothing read
+    any consistent tokenization alike, so the run still shows the recipe; its pad id is GPT-2's.
+    """
+    from gptlib.tokenizer import END_OF_TEXT_ID, get_tokenizer
+
+    if not is_open_model(name):
+        return get_tokenizer(), END_OF_TEXT_ID, "gpt2", None
+    preset = preset_name(name)
+    have = (model_dir(preset) / "tokenizer.json").is_file()
+    if weights == "pretrained" or have:
+        tok = load_hf_tokenizer(preset, progress=False, timeout=timeout)
+        return tok, tok.pad_token_id, preset, f"Tokenizer: {preset}'s own; pad id {tok.pad_token_id} ({tok.pad_source})"
+    return get_tokenizer(), END_OF_TEXT_ID, "gpt2", (
+        f"Tokenizer: {preset}'s tokenizer.json is not here (random weights, nothing downloaded), so GPT-2's BPE "
+        f"stands in (its ids fit the vocabulary); pad id {END_OF_TEXT_ID}. With released weights the model's "
+        "own tokenizer and pad id are used.")

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gptlib.models import family_of, hf_repo, preset_name
+from gptlib.models import build_model, family_of, hf_repo, preset_name
 from gptlib.support.download import DownloadError, download_file
 from gptlib.support.files import cache_dir, sha256_of
 from gptlib.support.weight_files import (
@@ -326,3 +326,13 @@ def load_hf_model(name_or_path: str | Path, *, device: str | torch.device = "cpu
     model.tie_weights()
     model.load_state_dict(to_ours(model, state, source), strict=True)
     return model.to(device).eval()
+
+
+def open_base(name: str, weights: str = "random", seed: int = 123, progress: bool = True,
+              timeout: float | None = None) -> nn.Module:
+    """An open model with its language-model head: released weights (downloaded and cached like
+    GPT-2's), or random ones created right after ``torch.manual_seed(seed)``."""
+    if weights == "pretrained":
+        return load_hf_model(name, progress=progress, timeout=timeout)
+    torch.manual_seed(seed)
+    return build_model(name)

@@ -50,9 +50,10 @@ LLAMA3_CONFIGS: dict[str, dict[str, Any]] = {
         "tie_embeddings": True,      # out_head shares tok_emb's (vocab, emb) matrix
         "dtype": "float32",          # the file holds bfloat16; float32 trains on any CPU
     },
-    # Not a Llama size: the same architecture in miniature, for tests and offline demos.
+    # Not a Llama size: the same architecture in miniature, for tests and offline demos (its
+    # vocabulary is GPT-2's rounded up, so GPT-2's tokenizer can stand in for one offline).
     "llama3.2-tiny (test)": {
-        "vocab_size": 512, "context_length": 256, "emb_dim": 64, "n_heads": 4, "n_kv_groups": 2,
+        "vocab_size": 50_304, "context_length": 256, "emb_dim": 64, "n_heads": 4, "n_kv_groups": 2,
         "head_dim": 16, "n_layers": 2, "hidden_dim": 128, "rope_base": 500_000.0,
         "rope_freq": LLAMA3_ROPE_FREQ, "qk_norm": False, "norm_eps": 1e-5, "tie_embeddings": True,
         "dtype": "float32",

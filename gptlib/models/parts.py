@@ -142,7 +142,10 @@ class FeedForward(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm block, as GPT-2's: x + att(norm1(x)), then x + ff(norm2(x)); no dropout."""
+    """Pre-norm block, as GPT-2's: x + att(norm1(x)), then x + ff(norm2(x)); no dropout.
+
+    Shown in notebooks/09_the_recipe_on_a_modern_model.
+    """
 
     def __init__(self, cfg: dict[str, Any]):
         super().__init__()

@@ -36,9 +36,10 @@ QWEN3_CONFIGS: dict[str, dict[str, Any]] = {
         "tie_embeddings": True,      # out_head shares tok_emb's (vocab, emb) matrix
         "dtype": "float32",          # the file holds bfloat16; float32 trains on any CPU
     },
-    # Not a Qwen3 size: the same architecture in miniature, for tests and offline demos.
+    # Not a Qwen3 size: the same architecture in miniature, for tests and offline demos (its
+    # vocabulary is GPT-2's rounded up, so GPT-2's tokenizer can stand in for one offline).
     "qwen3-tiny (test)": {
-        "vocab_size": 512, "context_length": 256, "emb_dim": 64, "n_heads": 4, "n_kv_groups": 2,
+        "vocab_size": 50_304, "context_length": 256, "emb_dim": 64, "n_heads": 4, "n_kv_groups": 2,
         "head_dim": 32, "n_layers": 2, "hidden_dim": 128, "rope_base": 1_000_000.0, "qk_norm": True,
         "norm_eps": 1e-6, "tie_embeddings": True, "dtype": "float32",
     },

@@ -31,6 +31,7 @@ from torch.utils.data import Sampler
 from gptlib.speed.batching import LengthGroupedBatchSampler
 from gptlib.speed.cached import CachedClassifier, wrap_for_speed
 from gptlib.speed.plan import estimate_cache_bytes, speed_blocker
+from gptlib.speed.reuse import PrefixReuse
 
 __all__ = ["Prepared", "prepare", "speed_blocker", "wrap"]
 
@@ -76,6 +77,17 @@ def prepare(model: nn.Module, cfg: Any, datasets: Sequence, *, device: torch.dev
     """
     runner = wrap(model, cfg.speed)
     wrapped = runner is not model
+    if isinstance(runner, PrefixReuse):  # an open model (Qwen3, Llama): its frozen part kept per message
+        runner.pad_token_id = datasets[0].pad_token_id
+        say(f"Speed '{cfg.speed}': {runner.explain()}.")
+        began = time.perf_counter()
+        runner.warm_up(datasets, token=cfg.token, progress=progress)
+        if runner.warm_source is not None:
+            say(f"Frozen activations {_WHERE[runner.warm_source]} in {time.perf_counter() - began:.1f} s; "
+                f"{runner.store.describe() if runner.store is not None else 'kept for this run only'}")
+        device = device if device is not None else next(model.parameters()).device
+        fused = {"fused": True} if cfg.speed == "fast" and device.type in ("cpu", "cuda") else {}
+        return Prepared(runner, None, fused)
     if not wrapped and cfg.speed != "book":
         say(f"Speed '{cfg.speed}' does not apply here ({speed_blocker(model)}): the book's computation runs.")
     # Fast mode groups messages of similar length into batches so that little padding is

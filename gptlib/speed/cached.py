@@ -43,6 +43,7 @@ from gptlib.model import GPTModel
 from gptlib.settings import SPEEDS
 from gptlib.speed.kernels import bf16_is_fast, block_at_read, packed_attention
 from gptlib.speed.plan import Plan, Survey, chunks, needed, row_lengths, speed_blocker
+from gptlib.speed.reuse import PrefixReuse
 from gptlib.speed.store import (
     ActivationSet,
     ActivationStore,
@@ -321,6 +322,9 @@ def wrap_for_speed(model: nn.Module, speed: str) -> nn.Module:
         raise ValueError(f"speed must be one of {SPEEDS}; got {speed!r}.")
     if speed == "book" or isinstance(model, ClassifierRunner) or speed_blocker(model):
         return model
+    if not isinstance(model, GPTModel):  # Qwen3, Llama 3.2 (gptlib.models): the frozen part kept
+        return PrefixReuse(model, cache_dtype=torch.bfloat16 if speed == "fast" else torch.float32,
+                           store=default_store())
     if speed == "fast":  # keep activations in bf16 (half the memory); compute in bf16 where fast
         fast_bf16 = bf16_is_fast(model.tok_emb.weight.device)
         return CachedClassifier(model, cache_dtype=torch.bfloat16,

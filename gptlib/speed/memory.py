@@ -17,14 +17,17 @@ It is a planning figure, good to about 20%, not a measurement.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from gptlib.classifier import trainable_blocks
 from gptlib.model import get_config
+from gptlib.models import canonical_name, is_open_model
 from gptlib.settings import FinetuneConfig
 from gptlib.speed.shared_base import base_is_loaded
 
@@ -73,26 +76,54 @@ def estimate_run_memory(model_size: str, trainable: str | int, *, batch_size: in
                         kept_bytes: int = 0, base_loaded: bool = False) -> MemoryEstimate:
     """The memory of one run (see the module's docstring); ``tokens`` is the padded length of a
     training batch, ``base_loaded`` leaves out weights already in memory (gptlib.speed.shared_base)."""
-    cfg = get_config(model_size)
-    d, n_layers, heads, vocab = cfg["emb_dim"], cfg["n_layers"], cfg["n_heads"], cfg["vocab_size"]
-    embeddings = vocab * d + cfg["context_length"] * d
-    all_params = embeddings + n_layers * block_params(d) + 2 * d + vocab * d
+    if is_open_model(model_size):
+        shape = open_shape(canonical_name(model_size))
+    else:
+        cfg = get_config(model_size)
+        d, vocab = cfg["emb_dim"], cfg["vocab_size"]
+        shape = {"emb_dim": d, "n_layers": cfg["n_layers"], "embeddings": vocab * d + cfg["context_length"] * d,
+                 "block": block_params(d), "norm": 2 * d, "lora_block": lora_params_per_block(d, 1),
+                 "all": vocab * d + cfg["context_length"] * d + cfg["n_layers"] * block_params(d) + 2 * d + vocab * d,
+                 "per_token_block": 20 * d, "heads": cfg["n_heads"]}
+    d, n_layers = shape["emb_dim"], shape["n_layers"]
     head = d * num_classes + num_classes
     if trainable == "lora":
-        n_trainable = n_layers * lora_params_per_block(d, lora_rank) + lora_rank * (d + num_classes)
+        n_trainable = n_layers * shape["lora_block"] * lora_rank + lora_rank * (d + num_classes)
         n_trainable += head if lora_head == "full" else 0
         through = n_layers
     else:
         k = trainable_blocks(trainable, n_layers)
-        n_trainable = head + (k * block_params(d) + 2 * d if k else 0)
+        n_trainable = head + (k * shape["block"] + shape["norm"] if k else 0)
         if trainable == "all":
-            n_trainable += embeddings
+            n_trainable += shape["embeddings"]
         through = k
-    per_token_block = 20 * d + 2 * heads * tokens
+    all_params = shape["all"]
+    per_token_block = shape["per_token_block"] + 2 * shape["heads"] * tokens
     activations = 4 * batch_size * tokens * (through * per_token_block + 2 * d)
     weights = 0 if base_loaded else 4 * all_params
     return MemoryEstimate(weights=weights, training=4 * 4 * n_trainable, activations=activations,
                           kept=kept_bytes, trainable_params=n_trainable)
+
+
+@functools.lru_cache(maxsize=8)
+def open_shape(model_size: str) -> dict[str, int]:
+    """An open model's sizes for the estimate, counted on a model built on the meta device (no
+    memory): its parameters (a tied head counted once), one block's, the final norm's, LoRA's
+    numbers per block at rank 1, and the activations one token keeps per block (the norms'
+    inputs, q/k/v and the attention output, SwiGLU's three wide tensors)."""
+    from gptlib.models import any_config, build_model
+
+    cfg = any_config(model_size)
+    with torch.device("meta"):
+        model = build_model(model_size)
+    block = model.trf_blocks[0]
+    q, kv = cfg["n_heads"] * cfg["head_dim"], cfg["n_kv_groups"] * cfg["head_dim"]
+    return {"emb_dim": cfg["emb_dim"], "n_layers": cfg["n_layers"], "heads": cfg["n_heads"],
+            "all": sum(p.numel() for p in model.parameters()), "embeddings": model.tok_emb.weight.numel(),
+            "block": sum(p.numel() for p in block.parameters()),
+            "norm": sum(p.numel() for p in model.final_norm.parameters()),
+            "lora_block": sum(m.in_features + m.out_features for m in block.modules() if isinstance(m, nn.Linear)),
+            "per_token_block": 4 * cfg["emb_dim"] + 2 * q + 2 * kv + 3 * cfg["hidden_dim"]}
 
 
 def available_bytes(device: torch.device) -> int | None:

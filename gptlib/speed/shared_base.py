@@ -25,7 +25,9 @@ import torch
 from torch import nn
 
 from gptlib.classifier import add_classification_head, set_dropout
-from gptlib.model import GPTModel, get_config, resolve_preset
+from gptlib.model import GPTModel, get_config
+from gptlib.models import canonical_name, is_open_model
+from gptlib.models.hf_weights import open_base
 
 _lock = threading.Lock()
 _cached: dict[str, object] = {}  # {"key": ..., "model": GPTModel, "stamp": ...}
@@ -38,9 +40,11 @@ def _stamp(model: nn.Module) -> tuple:
 def _key(model_size: str, weights: str, seed: int) -> tuple:
     if weights == "random":
         return (model_size, "random", seed)
+    from gptlib.models.hf_weights import model_dir
     from gptlib.weights import weights_path
 
-    path = weights_path(model_size)  # a file that changes on disk gives a new key
+    # a file that changes on disk gives a new key
+    path = model_dir(model_size) / "model.safetensors" if is_open_model(model_size) else weights_path(model_size)
     stat = path.stat() if path.exists() else None
     return (model_size, "pretrained", str(path), stat.st_mtime_ns if stat else None, stat.st_size if stat else None)
 
@@ -51,13 +55,15 @@ def shared_base(model_size: str, weights: str = "pretrained", seed: int = 123,
     use :func:`base_model` for a copy of your own or :func:`classifier_from_base`."""
     if weights not in ("pretrained", "random"):
         raise ValueError(f"weights must be 'pretrained' or 'random'; got {weights!r}.")
-    model_size = resolve_preset(model_size)
+    model_size = canonical_name(model_size)
     key = _key(model_size, weights, seed)
     with _lock:
         if _cached.get("key") == key and _cached.get("stamp") == _stamp(_cached["model"]):
             return _cached["model"]  # type: ignore[return-value]
         _cached.clear()  # one base at a time: gpt2-xl alone is 6 GB
-        if weights == "pretrained":
+        if is_open_model(model_size):  # Qwen3, Llama 3.2 (no dropout to switch off)
+            model = open_base(model_size, weights, seed, progress=progress, timeout=timeout)
+        elif weights == "pretrained":
             model = GPTModel.from_pretrained(model_size, drop_rate=0.0, progress=progress, timeout=timeout)
         else:
             torch.manual_seed(seed)
@@ -131,7 +137,7 @@ def classifier_from_base(model_size: str, weights: str, *, trainable: str | int 
 def base_is_loaded(model_size: str, weights: str = "pretrained", seed: int = 123) -> bool:
     """Whether the base for these settings is in memory already (its weights cost nothing new)."""
     with _lock:
-        return _cached.get("key") == _key(resolve_preset(model_size), weights, seed)
+        return _cached.get("key") == _key(canonical_name(model_size), weights, seed)
 
 
 def forget_base() -> None:

@@ -31,7 +31,7 @@ from typing import Any
 from gptlib.settings import FinetuneConfig, table_settings
 from gptlib.tokenizer import END_OF_TEXT_ID
 
-SOURCES = ("chapter", "exercise", "bonus", "appendix E")
+SOURCES = ("chapter", "exercise", "bonus", "appendix E", "open models")
 XL, LORA = "gpt2-xl (1558M)", {"trainable": "lora", "lora_rank": 16, "lora_alpha": 16.0}
 _BONUS_LORA = {**LORA, "lora_scaling": "alpha", "lora_head": "full"}
 _NOPAD = {"padding": "none", "batch_size": 1}
@@ -92,6 +92,13 @@ _TABLE: tuple[tuple, ...] = (
     ("appendix_e_print", "appendix E", None, "appendix E as printed: LoRA rank 16, alpha 16, scaled by alpha, "
      "lr 5e-5", {**LORA, "lora_scaling": "alpha", "lora_head": "adapter", "lr": 5e-5},
      (100.00, 96.64, 97.33), None, "", None, "the printed edition and llms-from-scratch 1.0.19"),
+    # Not the book's: its recipe on two open models (gptlib.models, notebook 09); no figures to compare with.
+    ("qwen3", "open models", None, "the chapter's recipe on Qwen3-0.6B, reading the last real token",
+     {"model_size": "qwen3-0.6b", "token": "last_real"}, (None, None, None), None, "", None,
+     "not in the book; Qwen3 pads with a real token of its vocabulary, so the last real token is read"),
+    ("llama3", "open models", None, "the chapter's recipe on Llama 3.2 1B, reading the last real token",
+     {"model_size": "llama3.2-1b", "token": "last_real"}, (None, None, None), None, "", None,
+     "not in the book; Llama 3.2 pads with its end-of-text token; its weights need the licence accepted"),
 )
 
 
@@ -107,7 +114,7 @@ class Experiment:
     """One of the book's experiments: its numbers (percent) and the settings that repeat it."""
 
     key: str
-    source: str  # "chapter", "exercise", "bonus" or "appendix E"
+    source: str  # "chapter", "exercise", "bonus", "appendix E" or "open models" (not the book's)
     description: str
     settings: Mapping[str, Any] = field(hash=False)  # FinetuneConfig field -> value (read-only)
     train: float | None = None  # the book's accuracies, percent; None: not given
@@ -167,7 +174,8 @@ _BY_KEY = {e.key: e for e in _EXPERIMENTS}
 
 
 def experiments(source: str | None = None) -> list[Experiment]:
-    """Every experiment (chapter, exercises, bonus rows 1..19, appendix E), or one source's."""
+    """Every experiment (chapter, exercises, bonus rows 1..19, appendix E, and the recipe on the
+    open models), or one source's."""
     if source is not None and source not in SOURCES:
         raise ValueError(f"No source {source!r}; choose one of {SOURCES}.")
     return [e for e in _EXPERIMENTS if source is None or e.source == source]

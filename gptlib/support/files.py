@@ -24,6 +24,23 @@ from pathlib import Path
 CHUNK = 1 << 20
 
 
+def _read_umask() -> int:
+    """The process's umask, read once at import (``os.umask`` can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# What gptlib writes follows the umask, as open() and mkdir() would: temporary files and
+# folders are made owner-only (0600/0700), which would leave a class's shared release, runs and
+# plots unreadable to everyone else on a shared machine or a hub.
+UMASK = _read_umask()
+
+
+def _shareable(path: Path, folder: bool = False) -> None:
+    os.chmod(path, (0o777 if folder else 0o666) & ~UMASK)
+
+
 def cache_dir() -> Path:
     """gptlib's cache folder: ``$GPTLIB_HOME``, else ``$XDG_CACHE_HOME/gptlib`` or ``~/.cache/gptlib``."""
     home = os.environ.get("GPTLIB_HOME")
@@ -56,6 +73,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        _shareable(Path(tmp))
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -159,6 +177,7 @@ def atomic_folder(target: str | Path, carry: Callable[[str], bool] = lambda name
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "a file is in the way of the output folder", str(target))
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-{os.getpid()}-"))
+    _shareable(staging, folder=True)
     try:
         yield staging
         if not target.exists():

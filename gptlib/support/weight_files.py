@@ -35,6 +35,10 @@ class WeightFileError(ValueError):
     """A weight file or checkpoint that cannot be used (the message names it and says why)."""
 
 
+class WeightLoadError(WeightFileError):
+    """A weight file does not fit the model (the message names the tensor and the shapes)."""
+
+
 def describe_content(head: bytes) -> str:
     """What a file's first bytes look like, in words, for an error message."""
     if not head:
@@ -150,3 +154,31 @@ def hf_cache_copy(repo: str, filename: str = "model.safetensors") -> Path | None
         except (OSError, WeightFileError):
             continue
     return None
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read tensors from ``.safetensors`` or a torch ``.pth``/``.pt``/``.bin`` file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Weight file {path} does not exist.")
+    if path.is_dir():
+        raise WeightLoadError(f"{path} is a folder; give the weight file inside it.")
+    with open(path, "rb") as f:
+        head = f.read(9)  # safetensors: an 8-byte header length, then the header's JSON "{"
+    # by content, not name: the Hugging Face cache keeps model.safetensors as a blob without a suffix
+    if path.suffix == ".safetensors" or (len(head) == 9 and head[8:9] == b"{" and head[:2] != b"PK"):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        check_safetensors(path)
+        try:
+            return load_file(str(path))
+        except SafetensorError as err:
+            raise WeightLoadError(f"{path} could not be read as safetensors ({err}).") from None
+    obj = torch_load(path, "weight file", "OpenAI's model.safetensors, or a state dict saved with "
+                     "torch.save(model.state_dict())")
+    if isinstance(obj, dict) and "model_state_dict" in obj:
+        obj = obj["model_state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightLoadError(f"{path} does not hold a state dict of tensors (found {type(obj).__name__}).")
+    return obj
