@@ -150,8 +150,9 @@ class TransformerBlock(nn.Module):
     def __init__(self, cfg: dict[str, Any]):
         super().__init__()
         dtype = resolve_dtype(cfg["dtype"])
-        self.att = GroupedQueryAttention(cfg["emb_dim"], cfg["n_heads"], cfg["n_kv_groups"], cfg["head_dim"],
-                                         qk_norm=cfg["qk_norm"], eps=cfg["norm_eps"], dtype=dtype)
+        self.att = GroupedQueryAttention(
+            cfg["emb_dim"], cfg["n_heads"], cfg["n_kv_groups"], cfg["head_dim"],
+            qk_norm=cfg["qk_norm"], eps=cfg["norm_eps"], dtype=dtype)
         self.ff = FeedForward(cfg["emb_dim"], cfg["hidden_dim"], dtype=dtype)
         self.norm1 = RMSNorm(cfg["emb_dim"], cfg["norm_eps"], dtype)
         self.norm2 = RMSNorm(cfg["emb_dim"], cfg["norm_eps"], dtype)
