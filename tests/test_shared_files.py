@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +38,36 @@ def test_a_run_written_by_the_command_line_is_readable_by_others(small_tsv, tmp_
     modes = {p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")]}
     assert modes["."] == 0o755 and modes["classifier.pth"] == modes["metrics.json"] == 0o644
     assert all(mode & 0o044 == 0o044 for mode in modes.values()), modes  # group and others may read
+
+
+def test_grading_several_students_reports_each_and_writes_a_gradebook_csv(tmp_path, capsys, monkeypatch):
+    """`assignments grade` over a class: a block per student, a total per student (never one sum
+    over everyone), and a CSV a gradebook or an LMS can load; nbgrader's folder layout too."""
+    import csv
+
+    from gptlib.assignments import grade
+    from gptlib.assignments.cli import student_of
+    from gptlib.cli import main
+
+    scores = {"alice": 7.0, "bob": 3.0, "carol": 0.0}
+
+    def fake_grade(path, **kwargs):  # the scoring itself is tested with nbgrader; here, the report
+        who = student_of(path)
+        return grade.GradeReport(notebook=Path(path).name, checks=[
+            {"grade_id": "a01_head", "score": scores[who], "points": 7.0, "feedback": ""}],
+            suspicious=["cell 3: sys.meta_path"] if who == "bob" else [])
+
+    monkeypatch.setattr(grade, "grade_notebook", fake_grade)
+    paths = [tmp_path / "alice" / "A01_book_exercises.ipynb",
+             tmp_path / "submitted" / "bob" / "A01" / "A01_book_exercises.ipynb",
+             tmp_path / "carol" / "A01_book_exercises" / "A01_book_exercises.ipynb"]
+    out = tmp_path / "grades.csv"
+    assert main(["assignments", "grade", *map(str, paths), "--csv", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "== alice ==" in printed and "bob: 3 / 7 automatic points in 1 notebook(s)" in printed
+    assert "total:" not in printed
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["student"], r["assignment"], float(r["score"]), float(r["possible"])) for r in rows] == [
+        ("alice", "A01_book_exercises", 7.0, 7.0), ("bob", "A01_book_exercises", 3.0, 7.0),
+        ("carol", "A01_book_exercises", 0.0, 7.0)]
+    assert rows[1]["look at"] == "cell 3: sys.meta_path"

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_assignments_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -32,14 +33,15 @@ def add_assignments_parser(subparsers: argparse._SubParsersAction) -> argparse.A
     g.add_argument("--replay", default=None, choices=("full", "measure"),
                    help="how checks verify runs: train them again (full, the default) or measure the model")
     g.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    g.add_argument("--csv", default=None, metavar="FILE",
+                   help="also write one row per student and notebook (student, assignment, score, possible, "
+                        "graded by hand, look at) to FILE, for a gradebook or an LMS")
     asg.set_defaults(handler=assignments_command)
     return asg
 
 
 def assignments_command(args: argparse.Namespace) -> int:
     """Run ``assignments build`` or ``assignments grade``; the exit status."""
-    from pathlib import Path
-
     if args.action == "build":
         from gptlib.assignments.release import build_student_versions
 
@@ -50,15 +52,44 @@ def assignments_command(args: argparse.Namespace) -> int:
     from gptlib.assignments.release import default_source_dir
 
     source = Path(args.source) if args.source else default_source_dir()
-    total = possible = 0.0
+    rows = []
     for notebook in args.notebooks:
+        student = student_of(notebook)
         report = grade_notebook(notebook, source=source / Path(notebook).name, profile=args.profile,
                                 timeout=args.timeout, replay=args.replay)
-        print(report.summary())
-        total, possible = total + report.score, possible + report.possible
-    if len(args.notebooks) > 1:
-        print(f"total: {total:g} / {possible:g} automatic points")
+        print(f"== {student} ==\n{report.summary()}")
+        rows.append({"student": student, "assignment": Path(notebook).stem, "score": report.score,
+                     "possible": report.possible, "graded by hand": report.manual_possible,
+                     "look at": "; ".join(report.suspicious)})
+    students = list(dict.fromkeys(row["student"] for row in rows))
+    if len(rows) > 1:
+        for student in students:
+            mine = [row for row in rows if row["student"] == student]
+            print(f"{student}: {sum(r['score'] for r in mine):g} / {sum(r['possible'] for r in mine):g} "
+                  f"automatic points in {len(mine)} notebook(s)")
+    if args.csv:
+        import csv
+        import io
+
+        from gptlib.support.files import atomic_write_bytes
+
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_bytes(args.csv, text.getvalue().encode("utf-8"))
+        print(f"wrote {args.csv}: {len(rows)} row(s), {len(students)} student(s)")
     return 0
 
 
-__all__ = ["add_assignments_parser", "assignments_command"]
+def student_of(notebook: str | Path) -> str:
+    """Whose a submitted notebook is: the folder holding it (``alice/A01_....ipynb``), or, in
+    nbgrader's layout (``submitted/alice/A01/A01_....ipynb``), the folder above the assignment's."""
+    path = Path(notebook).resolve()
+    folder = path.parent
+    if folder.name.upper() in (path.stem.split("_")[0].upper(), path.stem.upper()):
+        folder = folder.parent  # the assignment's folder (A01, or the notebook's name): the student is one up
+    return folder.name or str(folder)
+
+
+__all__ = ["add_assignments_parser", "assignments_command", "student_of"]
