@@ -164,10 +164,18 @@ def _download(args: argparse.Namespace) -> int:
             print(f"data: {_one_line(err)}", file=sys.stderr)
             failed.append("the data")
     if args.what in ("weights", "all"):
+        from gptlib.models import is_open_model
+        from gptlib.models.hf_tokenizer import load_hf_tokenizer
+        from gptlib.models.hf_weights import download_model, model_dir
         from gptlib.weights import download_pretrained
 
         for name in args.model_size:
             try:
+                if is_open_model(name):  # Qwen3, Llama: config, weights and tokenizer files
+                    download_model(name, timeout=args.timeout)
+                    load_hf_tokenizer(name, timeout=args.timeout)
+                    print(model_dir(name))
+                    continue
                 print(download_pretrained(name, timeout=args.timeout))
             except DownloadError as err:
                 if args.what == "weights" and len(args.model_size) == 1:
@@ -196,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     dl = sub.add_parser("download", help="fetch the weights (and, from a URL, the data) ahead of time, e.g. "
                                          "before class; the SMS data ships with gptlib")
     dl.add_argument("what", choices=["data", "weights", "all"], nargs="?", default="all")
-    dl.add_argument("--model-size", nargs="+", default=["gpt2-small (124M)"], help="weight presets to fetch")
+    dl.add_argument("--model-size", "--model", nargs="+", default=["gpt2-small (124M)"],
+                    help="weight presets to fetch: GPT-2's, or qwen3-0.6b / llama3.2-1b (their tokenizer too)")
     dl.add_argument("--data-url", default=None, metavar="URL",
                     help="download the SMS zip from here, e.g. a mirror (default: GPTLIB_DATA_URL, else the book's)")
     dl.add_argument("--timeout", type=_positive_seconds, default=None, metavar="SECONDS",

@@ -165,8 +165,9 @@ class FinetuneConfig:
         if self.train_limit is not None and self.train_limit < 1:
             raise SettingError(f"train_limit must be at least 1 (or None for all messages); got {self.train_limit}.")
         if self.weights == "pretrained" and not has_weights(model):
-            raise SettingError(f"weights: the preset {model!r} has no published weights (they exist for GPT-2's "
-                               "four sizes, qwen3-0.6b and llama3.2-1b); set weights to random for it.")
+            published = ", ".join(p.split()[0] for p in (*MODEL_CONFIGS, *OPEN_MODELS) if has_weights(p))
+            raise SettingError(f"weights: the preset {model!r} has no published weights (they exist for "
+                               f"{published}); set weights to random for it.")
         if is_open_model(model) and (self.drop_rate > 0 or not self.causal_mask):
             raise SettingError(f"{'drop_rate' if self.drop_rate > 0 else 'causal_mask'}: {model} has no dropout and "
                                "always masks later tokens, as released; these two bonus options are GPT-2's.")

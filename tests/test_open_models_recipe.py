@@ -136,3 +136,13 @@ def test_a_second_run_takes_the_frozen_part_from_the_store(small_tsv, tmp_path, 
                               lr=2e-4, speed="book"), progress=False, verbose=False, save=False)
     assert max(abs(a - b) for a, b in zip(second.train_losses, plain.train_losses)) < 1e-4
     assert second.test_accuracy == plain.test_accuracy and first.train_losses != second.train_losses
+
+
+def test_download_weights_takes_an_open_model(capsys, gptlib_home, offline):
+    """`download weights --model NAME` routes an open model to its own files (config, weights,
+    tokenizer); a test config with no released weights says so in one line, with the flag."""
+    from gptlib.cli import main
+
+    assert main(["download", "weights", "--model", TINY["qwen3"]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "has no released weights" in err and "--weights random" in err

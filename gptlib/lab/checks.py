@@ -60,9 +60,7 @@ def check_settings(cfg: FinetuneConfig, last_n_blocks: int | None = None
                    ) -> tuple[list[str], list[str], FinetuneConfig | None]:
     """(problems, notes, cfg or None when there are problems). ``last_n_blocks``: the lab's
     "last N blocks" entry, when that is the choice."""
-    from gptlib.models import has_weights, is_open_model
-    from gptlib.models.hf_weights import model_dir
-    from gptlib.weights import weights_path
+    from gptlib.models.hf_weights import weights_file
 
     problems: list[str] = []
     notes: list[str] = []
@@ -73,8 +71,6 @@ def check_settings(cfg: FinetuneConfig, last_n_blocks: int | None = None
                         f"{context}: choose a fixed length up to {context}.")
     if last_n_blocks is not None and last_n_blocks > n_layers:
         problems.append(f"{cfg.model_size} has {n_layers} transformer blocks; cannot train the last {last_n_blocks}.")
-    if cfg.weights == "pretrained" and not has_weights(cfg.model_size):
-        problems.append(f"{cfg.model_size} has no published weights: choose random weights.")
     n_train = training_size(cfg)
     if n_train is not None and cfg.batch_size > n_train:
         problems.append(f"Batch size {cfg.batch_size} is larger than the training set ({n_train} messages): "
@@ -116,8 +112,6 @@ def check_settings(cfg: FinetuneConfig, last_n_blocks: int | None = None
                          "message (120), so expect a run to take several times longer.")
         if model_cfg["emb_dim"] >= 1024:
             notes.append(f"{cfg.model_size} on a CPU: expect a long run (many minutes per epoch).")
-    weights_file = (model_dir(cfg.model_size) / "model.safetensors" if is_open_model(cfg.model_size)
-                    else weights_path(cfg.model_size))
-    if cfg.weights == "pretrained" and not weights_file.exists():
+    if cfg.weights == "pretrained" and not weights_file(cfg.model_size).exists():
         notes.append(f"{cfg.model_size}'s weights are not in the cache yet: the run downloads them first.")
     return problems, notes, cfg

@@ -114,8 +114,8 @@ def hf_repo(name: str) -> str:
     preset = preset_name(name)
     repo = family_of(preset).repos[preset]
     if repo is None:
-        raise ValueError(f"{preset!r} has no released weights; build it with random weights "
-                         f"(build_model({preset!r})).")
+        raise ValueError(f"{preset!r} has no released weights: use random ones (--weights random; in Python "
+                         f"build_model({preset!r})).")
     return repo
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gptlib.models import build_model, family_of, hf_repo, preset_name
+from gptlib.models import build_model, family_of, hf_repo, is_open_model, preset_name
 from gptlib.support.download import DownloadError, download_file
 from gptlib.support.files import cache_dir, sha256_of
 from gptlib.support.weight_files import (
@@ -34,7 +34,7 @@ from gptlib.support.weight_files import (
     hf_cache_copy,
     hf_cache_root,
 )
-from gptlib.weights import WeightLoadError, hub_endpoint
+from gptlib.weights import WeightLoadError, hub_endpoint, weights_path
 
 INDEX = "model.safetensors.index.json"
 TOP_NAMES = {  # ours -> Hugging Face
@@ -201,6 +201,12 @@ def read_hf_weights(path: str | Path) -> dict[str, torch.Tensor]:
 def model_dir(name: str, root: str | Path | None = None) -> Path:
     """Where a preset's files are cached: beside GPT-2's (``<cache>/weights/<preset>``)."""
     return Path(root or cache_dir()) / "weights" / preset_name(name)
+
+
+def weights_file(name: str) -> Path:
+    """Where any model's weights are cached: GPT-2's ``weights_path``, or an open model's
+    ``model.safetensors`` in :func:`model_dir` (what a check for "already downloaded" looks at)."""
+    return model_dir(name) / "model.safetensors" if is_open_model(name) else weights_path(name)
 
 
 def hf_token() -> tuple[str, str] | None:

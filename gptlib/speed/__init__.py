@@ -77,6 +77,10 @@ def prepare(model: nn.Module, cfg: Any, datasets: Sequence, *, device: torch.dev
     """
     runner = wrap(model, cfg.speed)
     wrapped = runner is not model
+    device = device if device is not None else next(model.parameters()).device
+    # fast mode also takes PyTorch's fused AdamW (one kernel per step instead of many; the
+    # same update up to rounding); the other speeds keep the book's optimizer as it is.
+    fused = {"fused": True} if cfg.speed == "fast" and device.type in ("cpu", "cuda") else {}
     if isinstance(runner, PrefixReuse):  # an open model (Qwen3, Llama): its frozen part kept per message
         runner.pad_token_id = datasets[0].pad_token_id
         say(f"Speed '{cfg.speed}': {runner.explain()}.")
@@ -85,8 +89,6 @@ def prepare(model: nn.Module, cfg: Any, datasets: Sequence, *, device: torch.dev
         if runner.warm_source is not None:
             say(f"Frozen activations {_WHERE[runner.warm_source]} in {time.perf_counter() - began:.1f} s; "
                 f"{runner.store.describe() if runner.store is not None else 'kept for this run only'}")
-        device = device if device is not None else next(model.parameters()).device
-        fused = {"fused": True} if cfg.speed == "fast" and device.type in ("cpu", "cuda") else {}
         return Prepared(runner, None, fused)
     if not wrapped and cfg.speed != "book":
         say(f"Speed '{cfg.speed}' does not apply here ({speed_blocker(model)}): the book's computation runs.")
@@ -108,8 +110,4 @@ def prepare(model: nn.Module, cfg: Any, datasets: Sequence, *, device: torch.dev
             runner.warm_up(datasets, token=cfg.token, progress=progress)
             say(f"Frozen activations {_WHERE.get(runner.warm_source or '', 'computed')} in "
                 f"{time.perf_counter() - began:.1f} s" + (f"; {runner.store.describe()}" if runner.store is not None else ""))
-    device = device if device is not None else next(model.parameters()).device
-    # fast mode also takes PyTorch's fused AdamW (one kernel per step instead of many; the
-    # same update up to rounding); the other speeds keep the book's optimizer as it is.
-    fused = {"fused": True} if cfg.speed == "fast" and device.type in ("cpu", "cuda") else {}
     return Prepared(runner, sampler, fused)

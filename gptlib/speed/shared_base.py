@@ -27,7 +27,7 @@ from torch import nn
 from gptlib.classifier import add_classification_head, set_dropout
 from gptlib.model import GPTModel, get_config
 from gptlib.models import canonical_name, is_open_model
-from gptlib.models.hf_weights import open_base
+from gptlib.models.hf_weights import open_base, weights_file
 
 _lock = threading.Lock()
 _cached: dict[str, object] = {}  # {"key": ..., "model": GPTModel, "stamp": ...}
@@ -40,11 +40,7 @@ def _stamp(model: nn.Module) -> tuple:
 def _key(model_size: str, weights: str, seed: int) -> tuple:
     if weights == "random":
         return (model_size, "random", seed)
-    from gptlib.models.hf_weights import model_dir
-    from gptlib.weights import weights_path
-
-    # a file that changes on disk gives a new key
-    path = model_dir(model_size) / "model.safetensors" if is_open_model(model_size) else weights_path(model_size)
+    path = weights_file(model_size)  # a file that changes on disk gives a new key
     stat = path.stat() if path.exists() else None
     return (model_size, "pretrained", str(path), stat.st_mtime_ns if stat else None, stat.st_size if stat else None)
 
