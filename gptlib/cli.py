@@ -166,13 +166,13 @@ def _download(args: argparse.Namespace) -> int:
     if args.what in ("weights", "all"):
         from gptlib.models import is_open_model
         from gptlib.models.hf_tokenizer import load_hf_tokenizer
-        from gptlib.models.hf_weights import download_model, model_dir
+        from gptlib.models.hf_weights import fetch_model, model_dir
         from gptlib.weights import download_pretrained
 
         for name in args.model_size:
             try:
                 if is_open_model(name):  # Qwen3, Llama: config, weights and tokenizer files
-                    download_model(name, timeout=args.timeout)
+                    fetch_model(name, timeout=args.timeout)  # the files only: nothing is loaded
                     load_hf_tokenizer(name, timeout=args.timeout)
                     print(model_dir(name))
                     continue

@@ -291,9 +291,10 @@ def _gated_advice(repo: str, url: str, code: int, token_source: str | None) -> s
             "that the token may read (https://huggingface.co/settings/tokens).")
 
 
-def download_model(name: str, root: str | Path | None = None, progress: bool = True,
-                   timeout: float | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
-    """A preset's ``config.json`` (as a dict), its tensors (Hugging Face names), and where they came from."""
+def fetch_model(name: str, root: str | Path | None = None, progress: bool = True,
+                timeout: float | None = None) -> tuple[dict[str, Any], Path, Callable[[str], Path] | None]:
+    """A preset's files on disk, none read beyond ``config.json`` (what ``download weights`` needs):
+    the config, the weights file or the shards' index, and for shards how to find each (fetched)."""
     repo, folder = hf_repo(name), model_dir(name, root)
 
     def fetch(filename: str) -> Path:
@@ -303,10 +304,20 @@ def download_model(name: str, root: str | Path | None = None, progress: bool = T
     index_path = folder / INDEX if (folder / INDEX).exists() else hf_cache_file(repo, INDEX)
     if index_path is None:
         try:
-            return config, read_safetensors(file := fetch("model.safetensors")), str(file)
+            return config, fetch("model.safetensors"), None
         except HubFileMissing:
             index_path = fetch(INDEX)
-    return config, read_shards(index_path, fetch), str(index_path)
+    weight_map = read_json(index_path).get("weight_map")
+    shards = {s: fetch(s) for s in sorted(set(weight_map.values()))} if isinstance(weight_map, dict) else {}
+    return config, index_path, lambda shard: shards.get(shard) or fetch(shard)
+
+
+def download_model(name: str, root: str | Path | None = None, progress: bool = True,
+                   timeout: float | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
+    """A preset's ``config.json`` (as a dict), its tensors (Hugging Face names), and where they came from."""
+    config, source, locate = fetch_model(name, root, progress, timeout)
+    state = read_safetensors(source) if locate is None else read_shards(source, locate)
+    return config, state, str(source)
 
 
 def load_hf_model(name_or_path: str | Path, *, device: str | torch.device = "cpu",
