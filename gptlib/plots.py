@@ -38,13 +38,18 @@ def plot_values(epochs_seen: Sequence[float] | torch.Tensor, examples_seen: Sequ
     if len(train_values) != len(val_values):
         raise ValueError(f"train_values ({len(train_values)}) and val_values ({len(val_values)}) differ in length.")
     fig, ax1 = plt.subplots(figsize=(5, 3))
-    ax1.plot(epochs_seen, train_values, label=f"Training {label}")
-    ax1.plot(epochs_seen, val_values, linestyle="-.", label=f"Validation {label}")
+    marker = "o" if len(train_values) == 1 else None  # one point would draw no line at all
+    ax1.plot(epochs_seen, train_values, marker=marker, label=f"Training {label}")
+    ax1.plot(epochs_seen, val_values, marker=marker, linestyle="-.", label=f"Validation {label}")
+    if len(train_values) == 1:
+        ax1.set_xlim(0, max(float(torch.as_tensor(epochs_seen).max()) * 1.1, 1.0))
     ax1.set_xlabel("Epochs")
     ax1.set_ylabel(label.capitalize())
     ax1.legend()
     ax2 = ax1.twiny()
     ax2.plot(examples_seen, train_values, alpha=0)  # invisible: only aligns the top axis' ticks
+    if len(train_values) == 1:
+        ax2.set_xlim(0, max(float(torch.as_tensor(examples_seen).max()) * 1.1, 1.0))
     ax2.set_xlabel("Examples seen")
     fig.tight_layout()
     if output_dir is not None:
@@ -71,12 +76,18 @@ def save_figure(fig: plt.Figure, stem: str | Path, formats: Sequence[str] = ("pn
 def plot_training(train_losses: Sequence[float], val_losses: Sequence[float], train_accs: Sequence[float],
                   val_accs: Sequence[float], examples_seen: int, num_epochs: int,
                   output_dir: str | Path | None = DEFAULT_FIGURES, show: bool = True) -> tuple[plt.Figure, plt.Figure]:
-    """Both of the chapter's plots from ``train_classifier_simple``'s results, with the book's axes."""
+    """Both of the chapter's plots from ``train_classifier_simple``'s results.
+
+    The losses are spread evenly over the run, as in the book (they are measured every
+    ``eval_freq`` steps, from step 0). Each accuracy is drawn where it was measured, at the end
+    of its epoch (1, 2, ...): the book spreads them from epoch 0, which draws the accuracy after
+    the first epoch as if it were the untrained model's."""
     epochs_tensor = torch.linspace(0, num_epochs, len(train_losses))
     examples_tensor = torch.linspace(0, examples_seen, len(train_losses))
     loss_fig = plot_values(epochs_tensor, examples_tensor, train_losses, val_losses, "loss", output_dir, show)
-    epochs_tensor = torch.linspace(0, num_epochs, len(train_accs))
-    examples_tensor = torch.linspace(0, examples_seen, len(train_accs))
+    n = len(train_accs)
+    epochs_tensor = torch.arange(1, n + 1, dtype=torch.float32) * num_epochs / max(n, 1)
+    examples_tensor = torch.arange(1, n + 1, dtype=torch.float32) * examples_seen / max(n, 1)
     acc_fig = plot_values(epochs_tensor, examples_tensor, train_accs, val_accs, "accuracy", output_dir, show)
     return loss_fig, acc_fig
 

@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # widget_snapshots.py, beside this script
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 KEEP_NOTEBOOK_METADATA = ("jupytext", "kernelspec")
 
@@ -82,12 +83,31 @@ def strip_outputs(nb) -> None:
             cell.outputs = []
 
 
+def cell_seconds(cell) -> float | None:
+    """How long a cell ran, from the timing nbclient records in its metadata."""
+    from datetime import datetime
+
+    timing = cell.metadata.get("execution", {})
+    start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+    if not start or not end:
+        return None
+    return (datetime.fromisoformat(end.replace("Z", "+00:00"))
+            - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+
+
 def keep_outputs(nb, profile: str) -> None:
-    """A document build: every output kept, run metadata dropped, the profile recorded."""
+    """A document build: every output kept, the profile and each slow cell's seconds recorded
+    (``gptlib.seconds``: cell index -> seconds, for cells over 5 s), the rest of the run
+    metadata dropped; stored widgets get a static rendering (``widget_snapshots``)."""
+    from widget_snapshots import add_snapshots
+
     nb.metadata = {k: v for k, v in nb.metadata.items() if k in (*KEEP_NOTEBOOK_METADATA, "widgets")}
-    nb.metadata["gptlib"] = {"profile": profile}
+    seconds = {str(i): round(t, 1) for i, cell in enumerate(nb.cells)
+               if (t := cell_seconds(cell)) is not None and t > 5}
+    nb.metadata["gptlib"] = {"profile": profile, "seconds": seconds}
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
+    add_snapshots(nb)
     relative_paths(nb)
 
 
@@ -137,7 +157,7 @@ def execute(ipynb: Path, timeout: int, profile: str | None = None) -> None:
     env_profile = os.environ.get("GPTLIB_PROFILE")
     os.environ["GPTLIB_PROFILE"] = profile or "smoke"  # the kernel inherits this process's environment
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True, record_timing=True,
                        resources={"metadata": {"path": str(ipynb.parent)}}).execute()  # as nbval does
     finally:
         if env_profile is None:

@@ -101,7 +101,7 @@ def test_book_note_sets_a_result_beside_the_books_figure():
     from gptlib.study.notes import book_note
 
     offline = book_note("test accuracy", 0.94, 0.9567, load_profile("offline"))._repr_markdown_()
-    assert "95.67%" in offline and "94.00% (-1.67 points)" in offline and "within" in offline
+    assert "95.67%" in offline and "94.00% (-1.67 points; 95% interval 90.7-96.2%" in offline and "within noise" in offline
     assert "random weights" in offline
     far = repr(book_note("test accuracy", 0.80, 0.9567, load_profile("book")))
     assert "beyond" in far and "random" not in far

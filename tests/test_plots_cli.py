@@ -265,3 +265,20 @@ def test_cli_speed_fast_takes_the_fast_preset_in_the_record(extra, token, small_
     config = json.loads((tmp_path / "out" / "metrics.json").read_text())["config"]
     assert (config["speed"], config["token"], config["padding"], config["dropout_scope"]) == (
         "fast", token, "batch", "trainable")
+
+
+def test_plot_training_draws_each_accuracy_at_the_end_of_its_epoch():
+    _, acc_fig = plot_training([0.8, 0.6, 0.5], [0.9, 0.7, 0.6], [0.85, 0.95, 1.0], [0.85, 0.85, 0.875],
+                               examples_seen=3120, num_epochs=3, output_dir=None, show=False)
+    line = acc_fig.axes[0].get_lines()[0]
+    assert list(line.get_xdata()) == [1.0, 2.0, 3.0]  # not 0, 1.5, 3: the first accuracy is after epoch 1
+
+
+def test_a_one_epoch_accuracy_plot_shows_a_marker_on_positive_axes():
+    _, acc_fig = plot_training([0.8, 0.6], [0.9, 0.7], [0.9], [0.85], examples_seen=1040, num_epochs=1,
+                               output_dir=None, show=False)
+    ax = acc_fig.axes[0]
+    assert ax.get_lines()[0].get_marker() == "o"
+    low, high = ax.get_xlim()
+    assert low == 0 and high > 1
+    assert acc_fig.axes[1].get_xlim()[0] == 0
