@@ -54,6 +54,7 @@ from gptlib.speed.shared_base import (
 from gptlib.support.device import get_device
 from gptlib.support.files import atomic_folder, atomic_write_bytes, check_writable, sha256_of
 from gptlib.support.labels import check_label_range
+from gptlib.support.noise import interval_text
 from gptlib.support.sms_files import have_book_file
 from gptlib.tokenizer import END_OF_TEXT_ID
 from gptlib.train import (
@@ -268,8 +269,8 @@ def _train_and_evaluate(cfg: FinetuneConfig, work: Path, callback, progress: boo
                   for name, loader in zip(("train", "validation", "test"), loaders)}
     fast.release()
     seconds = time.perf_counter() - start
-    say(f"Training accuracy: {train_acc * 100:.2f}%\nValidation accuracy: {val_acc * 100:.2f}%\n"
-        f"Test accuracy: {test_acc * 100:.2f}%  ({seconds:.1f} s)")
+    say(f"Training accuracy: {train_acc * 100:.2f}%\nValidation accuracy: {val_acc * 100:.2f}%\nTest accuracy: "
+        f"{test_acc * 100:.2f}% ({interval_text(test_acc, len(test_loader.dataset))})  ({seconds:.1f} s)")
 
     result = FinetuneResult(
         config=asdict(cfg), train_losses=history[0], val_losses=history[1], train_accs=history[2],

@@ -156,7 +156,9 @@ def infer_config(state_dict: dict[str, torch.Tensor], n_heads: int | None = None
 
 
 def hf_to_book(state_dict: dict[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
-    """Map Hugging Face GPT-2 tensors to the book's names, shapes and split q/k/v."""
+    """Map Hugging Face GPT-2 tensors to the book's names, shapes and split q/k/v.
+
+    Shown in notebooks/03_replacing_the_output_head."""
     sd = {k.removeprefix("transformer."): v for k, v in state_dict.items()
           if not _IGNORED_HF.match(k.removeprefix("transformer."))}
 

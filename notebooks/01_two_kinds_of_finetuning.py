@@ -25,11 +25,11 @@
 # **Book sections.** Chapter 6, section 6.1 (different categories of fine-tuning), with a
 # look ahead at 6.5 (the new output head).
 #
-# **Time.** Under a minute on a laptop CPU with the real model once GPT-2's weights are in
-# the cache (an estimate; the first run also downloads about 500 MB of weights). With
-# `GPTLIB_PROFILE=offline` (gpt2-small's shape, random weights) or `GPTLIB_PROFILE=smoke`
-# (a tiny random model) it takes seconds and needs no network. The banner under the next
-# cell says which profile runs.
+# **Time:** about 10 minutes to read, seconds to run (plus a 500 MB download of GPT-2's
+# weights the first time in the book profile). **Needs:** nothing; this is the first notebook.
+# The offline profile (`GPTLIB_PROFILE=offline`: gpt2-small's shape, random weights) and the
+# smoke profile (a tiny random model) need no network. The banner under the next cell says
+# which profile runs.
 
 # %% tags=["parameters"]
 from gptlib.notebook import load_profile
@@ -67,7 +67,7 @@ tokenizer = get_tokenizer()
 # | output | free text, one token at a time, from the whole vocabulary | one score per class (here 2: *not spam*, *spam*) |
 # | head of the model | the pretrained 768 → 50,257 output layer is kept | replaced by a small new layer, 768 → 2 |
 # | usual amount of training | all layers; more data and compute | often only the top of the network; a few thousand labelled texts can do |
-# | after training it can | handle tasks it was never shown, phrased in new ways | only answer the question it was trained on, but does so reliably |
+# | after training it can | handle tasks it was never shown, phrased in new ways | only answer the question it was trained on, always with one of its classes |
 #
 # A classifier is the specialist: it cannot explain itself or do anything else, but it is
 # cheap to train, easy to evaluate (accuracy is one number) and it never answers outside its
@@ -90,7 +90,11 @@ base_model = load_base_model(profile)
 # %% [markdown]
 # We ask it a yes/no question about a message. A pretrained (not instruction-tuned) model
 # has never been taught that a question wants an answer, so all it does is score the
-# possible next tokens. The output has one score per vocabulary entry at every position:
+# possible next tokens.
+#
+# **Predict first.** The prompt below is a couple of dozen tokens long. What shape will the
+# model's output have: one score per prompt token, one score per vocabulary entry, or
+# something else? Write down the shape you expect, then run the cell to check.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -124,6 +128,9 @@ for p, token_id in zip(top.values.tolist(), top.indices.tolist(), strict=True):
 # Classification fine-tuning removes that freedom. `add_classification_head` (section 6.5,
 # notebook 3) swaps the 50,257-way output layer for a 2-way one. It works on a copy, so
 # `base_model` keeps its original head and this cell can be re-run safely.
+#
+# **Predict first.** The same prompt goes through the classifier. Which of the three numbers
+# of the output shape above changes, and to what? Run the cell to check.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -169,6 +176,10 @@ print("every answer given:", answers.unique().tolist())
 # trains only the new head, the last transformer block and the final layer norm. For
 # gpt2-small we can count both without loading any weights: a model built on PyTorch's
 # `meta` device has every parameter's shape but no memory behind it.
+#
+# **Predict first.** gpt2-small is known as a 124-million-parameter model. Will the first
+# line below print 124 million? And what share of the classifier's weights does the book's
+# recipe train: about 1%, 6% or 50%? Run the cell to check.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -181,6 +192,12 @@ print(f"classifier, trained by the book's recipe:    "
       f"{count_parameters(small_classifier, trainable_only=True):>11,}")
 
 # %% [markdown]
+# The first line is 163 million, not 124 million, because of a tied head. OpenAI's GPT-2
+# uses one 50,257 x 768 matrix twice, as the token embedding and as the output layer; the
+# book's `GPTModel` keeps a separate copy for the output layer, 38.6 million more weights.
+# The classifier replaces that copy with its 2-way head, hence about 124 million again
+# (notebook 3 counts every part).
+#
 # About 6% of the classifier's weights (7.1 of 124 million) are trained, and the gradients only
 # have to flow through the top block. That is why the chapter's full run takes minutes on a
 # laptop.

@@ -28,10 +28,11 @@
 # **Book sections.** Chapter 6, sections 6.2 (preparing the dataset) and 6.3 (creating data
 # loaders); exercise 6.1 (padding to the full context).
 #
-# **Time.** Under a minute on a laptop CPU (an estimate; the first run downloads about
-# 200 kB, and without a network the copy shipped with gptlib is used). No model is needed,
-# so the book and offline profiles give the same numbers here: both read the real data.
-# With `GPTLIB_PROFILE=smoke` it uses a small made-up data file shipped with gptlib, unless
+# **Time:** about 15 minutes to read, seconds to run (plus a 200 kB download the first time
+# in the book profile; without a network the copy shipped with gptlib is used). **Needs:**
+# nothing; notebook 1 says why the chapter wants labelled data. No model is loaded, so the
+# book and offline profiles give the same numbers here: both read the real data. With
+# `GPTLIB_PROFILE=smoke` it uses a small made-up data file shipped with gptlib, unless
 # `GPTLIB_DATA_DIR` points at a copy of the real data.
 
 # %% tags=["parameters"]
@@ -127,7 +128,10 @@ if BOOK_DATA:
 # %% [markdown]
 # ## Class imbalance
 #
-# Most text messages are harmless ("ham"); only about one in seven is spam.
+# Most text messages are harmless ("ham").
+#
+# **Predict first.** What share of the messages in the file is spam: about a half, a
+# quarter, or less? Run the cell below to check.
 
 # %%
 counts = df["Label"].value_counts()
@@ -141,14 +145,16 @@ fig, ax = plt.subplots(figsize=(4, 3))
 ax.bar(counts.index, counts.values, color=["tab:blue", "tab:red"])
 for x, n in enumerate(counts.values):
     ax.text(x, n, f"{n:,}", ha="center", va="bottom")
+ax.set_ylim(0, 1.12 * counts.max())  # room for the labels
 ax.set_ylabel("messages")
 ax.set_title("Classes in the raw data")
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Trained on such data, a model could reach about 87% accuracy by calling everything ham,
-# and accuracy would hide that it never catches any spam. The book keeps things simple and
+# On the real data spam is 13.4% of the messages, about one in seven and a half. Trained
+# on such data, a model could reach about 87% accuracy by calling everything ham, and
+# accuracy would hide that it never catches any spam. The book keeps things simple and
 # *undersamples*: it keeps all spam messages and a random sample of the same number of ham
 # messages. That throws away most of the ham, which is acceptable here because the task is
 # easy and it keeps training short. (Other options: weight the loss by class, or report
@@ -266,6 +272,11 @@ if BOOK_DATA:
 # * **longest in the batch**: each batch padded to its own longest message
 #   (`padding="batch"`, which pads in the loader with `pad_collate`);
 # * **full context** (exercise 6.1): every message padded to GPT-2's 1,024 tokens.
+#
+# **Predict first.** The training messages average about 30 tokens and the longest has
+# 120 (the histogram above). What share of the tokens in an epoch is padding when every
+# message is padded to 120? And when padded to 1,024? Write down two percentages, then run
+# the cell to check.
 
 # %%
 def padding_cost(loader):
@@ -329,8 +340,11 @@ print(f"a {len(tokenizer.encode(long_message['Text'][0]))}-token message becomes
 # ### The other way: truncate everything to the shortest message
 #
 # The book mentions a second way to make all rows the same length: cut every message to
-# the length of the *shortest* one, and no padding is needed at all. It costs a lot here,
-# because the shortest training message is tiny:
+# the length of the *shortest* one, and no padding is needed at all.
+#
+# **Predict first.** The shortest training message is only a few tokens long. If every
+# message is cut to that length, what share of all training tokens is left? Run the cell to
+# check.
 
 # %%
 shortest = min(train_lengths)
@@ -347,8 +361,9 @@ for row in train_df.reset_index(drop=True).groupby("Label").head(2).index:
     print(f"  {'spam' if train_df['Label'].iloc[row] else 'ham':<5}{tokenizer.decode(kept_ids)!r:<14} <- {text[:60]!r}")
 
 # %% [markdown]
-# After the cut the model sees only a message's first couple of tokens ("Dude", "Reminder"
-# on the book's data) and nothing more: most of what tells spam from ham is thrown away.
+# The shortest message is tiny, so the cut costs a lot. After it the model sees only a
+# message's first couple of tokens ("Dude", "Reminder" on the book's data) and nothing
+# more: most of what tells spam from ham is thrown away.
 # That is why the book pads instead. To see what a cut costs in accuracy, try a fixed
 # padding length (for example 16) in notebook 6's lab.
 # %% [markdown]
@@ -389,26 +404,25 @@ print("padded:", info["padded"])
 # %% [markdown]
 # ## Check your understanding
 #
-# **1.** Predict before you look at the padding table: the training messages average about
-# 30 tokens and the longest has 120. Roughly what share of the tokens in an epoch is padding
-# when every message is padded to 120?
+# **1.** How could you have worked out the padding shares of the table (74.6% at 120 tokens,
+# 97.0% at 1,024 on the book's data) from the histogram alone?
 #
 # <details><summary>Answer</summary>
 #
-# About 1 - 30/120, so three quarters. The table measures 74.6% on the book's data. Padding
-# to 1,024 makes it about 1 - 30/1024, nearly 97%.
+# A message of n tokens padded to L has L - n pads, so the pad share is about
+# 1 - mean/L: 1 - 30/120, three quarters, and 1 - 30/1024, nearly 97%.
 #
 # </details>
 #
-# **2.** After balancing, spam is half of the training data; in the raw file it is about
-# 13%. What does the model lose, and what changes when it meets messages at the natural rate?
+# **2.** After balancing, spam is half of the training data; in the raw file it is 13.4%.
+# What does the model lose, and what changes when it meets messages at the natural rate?
 #
 # <details><summary>Answer</summary>
 #
 # It never sees 4,078 of the 4,825 ham messages. And it learns in a world where spam is
-# one message in two: at the natural rate of one in eight, the same mistakes on ham weigh
-# far more against the few real spams, so spam precision drops even if accuracy per class
-# stays the same.
+# one message in two: at the natural rate of about one in seven and a half, the same
+# mistakes on ham weigh far more against the few real spams, so spam precision drops even
+# if accuracy per class stays the same.
 #
 # </details>
 #
@@ -426,7 +440,7 @@ print("padded:", info["padded"])
 # %% [markdown]
 # ## Recap
 #
-# * The raw data is 13% spam; the book undersamples ham to get 747 + 747 messages, split 70/10/20 into 1,045/149/300.
+# * The raw data is 13.4% spam; the book undersamples ham to get 747 + 747 messages, split 70/10/20 into 1,045/149/300.
 # * Rows in a batch need equal length: the book pads with `<|endoftext|>` (50256) to the longest training message, 120 tokens, so about three quarters of the work is padding.
 # * Per-batch padding halves that work; cutting everything to the shortest message (2 tokens) would keep only 6.6% of the text.
 #

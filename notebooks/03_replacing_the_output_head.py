@@ -20,16 +20,17 @@
 # 50,257 vocabulary scores. For spam filtering we replace it with a layer that maps to 2
 # class scores, and we decide which of the pretrained weights are allowed to change: why the
 # lower layers can stay frozen, how freezing works, how many parameters each choice trains
-# (7,090,946 with the book's choice), a diagram of what is frozen and what trains, and a
-# proof that frozen weights get no gradient.
+# (7,090,946 with the book's choice), a diagram of what is frozen and what trains, how
+# OpenAI's weights are mapped onto the book's model, and a proof that frozen weights get no
+# gradient.
 #
 # **Book sections.** Chapter 6, sections 6.4 (initializing a model with pretrained weights)
 # and 6.5 (adding a classification head); exercise 6.2 (fine-tuning the whole model).
 #
-# **Time.** Under a minute on a laptop CPU with the real model once GPT-2's weights are in
-# the cache (an estimate). The parameter counts use an empty "meta" model and take no time
-# in any profile. With `GPTLIB_PROFILE=offline` (gpt2-small, random weights) or
-# `GPTLIB_PROFILE=smoke` (a tiny random model) everything runs in seconds.
+# **Time:** about 15 minutes to read, seconds to run (plus a 500 MB download of GPT-2's
+# weights the first time in the book profile). **Needs:** notebook 1 first. The parameter
+# counts use an empty "meta" model and take no time in any profile; the offline profile
+# (gpt2-small, random weights) and the smoke profile (a tiny random model) need no network.
 
 # %% tags=["parameters"]
 from gptlib.notebook import load_profile
@@ -56,6 +57,7 @@ from gptlib.classifier import (
 from gptlib.lab.explorers import trainable_explorer
 from gptlib.notebook import load_base_model, show_source
 from gptlib.plots import plot_trainable_parts
+from gptlib.weights import hf_to_book
 
 tokenizer = get_tokenizer()
 
@@ -88,6 +90,12 @@ print(f"whole model: {count_parameters(gpt2_small):,}")
 
 # %%
 show_source(add_classification_head)
+
+# %% [markdown]
+# **Predict first.** How many weights does the new `Linear(768, 2)` head hold, bias
+# included? The old head held 38,597,376. And of the parameters that train with the book's
+# choice (the head, the last block and the final norm), is the head a large share or a tiny
+# one? Run the cell to check.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -144,6 +152,16 @@ print(f"one transformer block: {table.loc[table['part'] == 'trf_blocks[11]', 'pa
 print(f"sum over the table:    {table['trainable'].sum():,} trainable, {table['frozen'].sum():,} frozen")
 
 # %% [markdown]
+# **Predict first.** One transformer block holds 7,087,872 parameters (the table above) and
+# the head 1,538. How many train with `trainable="head"`, `"last_2_blocks"` and `"all"`?
+# Work out the first two by hand, then run the cell to check.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for choice in ("head", "last_block", "last_2_blocks", "all"):
+    print(f"{choice:<14} {trainable_summary(add_classification_head(gpt2_small, trainable=choice))}")
+
+# %% [markdown]
 # How the count changes with the choice. The book's bonus experiments compare them on the
 # spam task (test accuracy, pretrained gpt2-small, one run each):
 #
@@ -158,14 +176,10 @@ print(f"sum over the table:    {table['trainable'].sum():,} trainable, {table['f
 # different split.) Training only the head is clearly too little. Training more did better
 # here: two blocks beat one by about 10 of the 300 test messages. So the book's choice is a
 # cheap default, not the best setting. Read small gaps with care, though: each row is one
-# run, one test message is 0.33 points, and chance alone moves an accuracy near 95% by
-# about 2.5 points either way on 300 messages. Training all layers trains about 17 times as
-# many weights as the book's choice, for no clear gain over two blocks.
-
-# %%
-# NBVAL_CHECK_OUTPUT
-for choice in ("head", "last_block", "last_2_blocks", "all"):
-    print(f"{choice:<14} {trainable_summary(add_classification_head(gpt2_small, trainable=choice))}")
+# run, one test message is 0.33 points, and an accuracy of 95% measured on 300 messages has
+# a 95% interval of 91.9-96.9%, about ±2.5 points. Training all layers trains about 17
+# times as many weights as the book's choice (the counts above), for no clear gain over two
+# blocks.
 
 # %% [markdown]
 # ### What if the frozen blocks are random?
@@ -177,20 +191,77 @@ for choice in ("head", "last_block", "last_2_blocks", "all"):
 # bag-of-words logistic regression gets about 96.7% on the same split. Random frozen blocks
 # still pass each token's identity upwards (the residual connections add each block's
 # output to its input), and one trained block plus the head can learn from that.
-# Pretraining shows its value where the data is small or the task is hard. To see it, train
-# with only 100 messages in notebook 6's lab, once with pretrained and once with random
-# weights.
+# Pretraining is expected to show its value where the data is small or the task is hard;
+# that is a claim about what pretraining offers, not a measurement made here. With the
+# pretrained weights (the book profile) you can test it in notebook 6's lab: train on only
+# 100 messages, once with pretrained and once with random weights. Offline readers cannot
+# run the pretrained half.
 
 # %% [markdown]
 # ### Try it
 #
 # Pick what trains; the line below the menu shows the counts for gpt2-small. (Needs a live
-# Jupyter kernel; the cell above prints the same numbers.)
+# Jupyter kernel; the four counts printed above, one per choice, are the same numbers.)
 
 # %%
 trainable_explorer(gpt2_small)
 
 # %% [markdown]
+# ## Section 6.4: where the pretrained weights come from
+#
+# In the book profile, `load_base_model` (notebook 1) calls `gptlib.weights.load_pretrained`.
+# It downloads OpenAI's GPT-2 from the Hugging Face Hub (`model.safetensors`, about 500 MB,
+# once) and copies it into the book's `GPTModel`. The file's tensors have other names than
+# the book's, and some have other shapes: Hugging Face stores the linear layers transposed
+# (`Conv1D`, input x output), keeps query, key and value side by side in one `c_attn`
+# tensor per block, and has no output layer of its own (it is tied to the token embedding,
+# as notebook 1 said). `hf_to_book` undoes each of these:
+
+# %%
+show_source(hf_to_book)
+
+# %% [markdown]
+# **Predict first.** Each block's `c_attn` weight in the file has shape (768, 2304), and its
+# feed-forward `c_fc` weight (768, 3072). What shapes come out for the book's query weight
+# and for the first feed-forward layer? The cell below runs `hf_to_book` on tensors with the
+# file's names and shapes, built on the `meta` device (no download, no memory), so it runs
+# the same in every profile.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+cfg = get_config("gpt2-small (124M)")
+d, n_layers = cfg["emb_dim"], cfg["n_layers"]
+per_block = {"attn.c_attn.weight": (d, 3 * d), "attn.c_attn.bias": (3 * d,),
+             "attn.c_proj.weight": (d, d), "attn.c_proj.bias": (d,),
+             "mlp.c_fc.weight": (d, 4 * d), "mlp.c_fc.bias": (4 * d,),
+             "mlp.c_proj.weight": (4 * d, d), "mlp.c_proj.bias": (d,),
+             "ln_1.weight": (d,), "ln_1.bias": (d,), "ln_2.weight": (d,), "ln_2.bias": (d,)}
+file_shapes = {"wte.weight": (cfg["vocab_size"], d), "wpe.weight": (cfg["context_length"], d),
+               "ln_f.weight": (d,), "ln_f.bias": (d,)}
+file_shapes |= {f"h.{i}.{name}": shape for i in range(n_layers) for name, shape in per_block.items()}
+with torch.device("meta"):
+    hub_tensors = {name: torch.empty(shape) for name, shape in file_shapes.items()}
+book_tensors = hf_to_book(hub_tensors, n_layers)
+for file_name, book_name in (("h.0.attn.c_attn.weight", "trf_blocks.0.att.W_query.weight"),
+                             ("h.0.mlp.c_fc.weight", "trf_blocks.0.ff.layers.0.weight"),
+                             ("wte.weight", "out_head.weight")):
+    print(f"{file_name:<22} {tuple(hub_tensors[file_name].shape)!s:<13} -> "
+          f"{book_name:<32} {tuple(book_tensors[book_name].shape)}")
+print(f"tensors in the file: {len(hub_tensors)}; in the book's layout: {len(book_tensors)}")
+expected = {name: tuple(t.shape) for name, t in gpt2_small.state_dict().items()
+            if not name.endswith(".att.mask")}  # the causal mask is built, not loaded
+print("every name and shape matches GPTModel's:",
+      {name: tuple(t.shape) for name, t in book_tensors.items()} == expected)
+
+# %% [markdown]
+# The query weight is one third of `c_attn`, transposed to `nn.Linear`'s output x input
+# (square here, so only the feed-forward layer's shape shows the transpose). The book's
+# layout has more tensors than the file: each block's fused `c_attn` weight and bias become
+# three of each (query, key, value), and `out_head.weight` is a copy of the token
+# embedding. `load_pretrained` then checks every name and shape and loads the tensors with
+# `load_state_dict`. In the offline and smoke profiles nothing is downloaded and the same
+# model is built with random weights instead.
+#
 # ## The same on the real model
 #
 # Now with the profile's model (OpenAI's gpt2-small in the book profile; a tiny random model
@@ -213,10 +284,10 @@ print("classifier head outputs:", classifier.out_head.out_features)
 
 # %% [markdown]
 # Proof that freezing works: one backward pass through the classifier on a short message.
-# Every trainable tensor gets a gradient, no frozen tensor does. The 20 trainable tensors are
-# the last block's 16 (query, key, value, output projection and two feed-forward layers,
-# each with weight and bias, plus two layer norms with scale and shift), the final norm's 2
-# and the new head's 2.
+#
+# **Predict first.** How many tensors (not parameters) train: count the last block's
+# weights, biases, scales and shifts, then add the final norm's and the head's. And how many
+# frozen tensors will have a gradient after the backward pass? Run the cell to check.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -230,6 +301,11 @@ frozen = [p for p in classifier.parameters() if not p.requires_grad]
 print(f"trainable tensors with a gradient: {sum(p.grad is not None for p in trainable)} of {len(trainable)}")
 print(f"frozen tensors with a gradient:    {sum(p.grad is not None for p in frozen)}")
 classifier.zero_grad(set_to_none=True)
+
+# %% [markdown]
+# The 20 trainable tensors are the last block's 16 (query, key, value, output projection and
+# two feed-forward layers, each with weight and bias, plus two layer norms with scale and
+# shift), the final norm's 2 and the new head's 2.
 
 # %% [markdown]
 # ## Check your understanding

@@ -27,11 +27,11 @@
 # **Book sections.** Chapter 6, sections 6.5 (the classification head's outputs) and 6.6
 # (calculating the classification loss and accuracy); exercise 6.3 (the first token).
 #
-# **Time.** Under a minute on a laptop CPU with the real model once GPT-2's weights are in
-# the cache (an estimate). With `GPTLIB_PROFILE=offline` (gpt2-small, random weights) or
-# `GPTLIB_PROFILE=smoke` (a tiny random model) it takes seconds. The classifier here is
-# untrained in every profile, so its scores are arbitrary; what this notebook shows is
-# which scores are read and how, not whether they are right.
+# **Time:** about 20 minutes to read, seconds to run (plus a 500 MB download of GPT-2's
+# weights the first time in the book profile). **Needs:** notebook 3 first (the new head);
+# notebook 2 for padding. The classifier here is untrained in every profile, so its scores
+# are arbitrary; what this notebook shows is which scores are read and how, not whether they
+# are right.
 
 # %% tags=["parameters"]
 from gptlib.notebook import load_profile
@@ -68,9 +68,11 @@ classifier = add_classification_head(base_model)  # an untrained classifier; a f
 # %% [markdown]
 # ## One score pair per token
 #
-# The book's example input: four tokens in, a `[1, 4, 2]` tensor out. Every position gets
-# its own two class scores (logits), because a GPT model computes an output for each
-# position in parallel.
+# The book's example input is "Do you have time", four tokens.
+#
+# **Predict first.** What shape comes out of the classifier with its new 2-way head: one
+# pair of scores for the whole message, or something larger? Write down the shape, then run
+# the cell to check.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -84,13 +86,19 @@ print("outputs shape:", logits.shape)
 print(logits)
 
 # %% [markdown]
+# Every position gets its own two class scores (logits), because a GPT model computes an
+# output for each position in parallel.
+
+# %% [markdown]
 # ## The causal mask: only the last token has seen everything
 #
 # In GPT-2 each position may only attend to itself and the positions before it. Below, the
 # first transformer block's attention weights for a short message, worked out by hand from
 # the block's query and key weights (softmax of the scaled dot products, future positions
 # masked), next to the mask itself. Row *i* shows how much position *i* draws on each
-# position *j*; everything above the diagonal is zero.
+# position *j*; everything above the diagonal is zero. The figure's title says which weights
+# drew it: with random weights (the offline and smoke profiles) the pattern below the
+# diagonal is arbitrary, and only the zeros above it carry the lesson.
 
 # %%
 show_source(attention_weights)
@@ -105,7 +113,7 @@ visible = torch.tril(torch.ones(n, n))
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
 for ax, matrix, title in ((axes[0], visible, "causal mask (1 = may attend)"),
-                          (axes[1], weights[0], "block 0, head 0: attention weights")):
+                          (axes[1], weights[0], f"block 0, head 0: attention ({profile.weights} weights)")):
     image = ax.imshow(matrix, cmap="viridis", vmin=0)
     ax.set_xticks(range(n), pieces, rotation=60)
     ax.set_yticks(range(n), pieces)
@@ -119,7 +127,10 @@ plt.show()
 # %% [markdown]
 # So the first position knows only the first token, and only the last position has seen the
 # whole message: its output is the natural summary to classify. We can check this on the
-# model itself: change the last word, and only the last position's output changes.
+# model itself.
+#
+# **Predict first.** "Do you have time" becomes "Do you have money": only the last word
+# changes. Which of the four positions' outputs change? Run the cell to check.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -148,8 +159,11 @@ print("last real token at index", last_real_index(padded).item(), "=",
 
 # %% [markdown]
 # The pad position has seen the message (and then four pad tokens), so the model *can* learn
-# to classify from there, and the book's run does. But its answer now depends on how much
-# padding there is. The last real token gives the same answer with or without padding:
+# to classify from there, and the book's run does.
+#
+# **Predict first.** We run the message once without padding and once with its four pads.
+# Which reading changes: `last` (position -1) or `last_real` (the message's own last
+# token)? Run the cell to check.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -160,6 +174,10 @@ print("'last' unchanged by padding:     ",
       torch.allclose(select_token_logits(padded_logits, padded, "last"), unpadded_logits[:, -1], atol=1e-5))
 print("'last_real' unchanged by padding:",
       torch.allclose(select_token_logits(padded_logits, padded, "last_real"), unpadded_logits[:, -1], atol=1e-5))
+
+# %% [markdown]
+# With the book's `last`, the answer depends on how much padding follows the message; the
+# last real token gives the same answer with or without padding.
 
 # %% [markdown]
 # ## Five ways to pick the output
@@ -182,11 +200,13 @@ print("'last_real' unchanged by padding:",
 # All training and evaluation functions in `gptlib.train` take `token=` to choose.
 #
 # These numbers are for pretrained gpt2-small, and each is one run on 300 test messages
-# (one message is 0.33 points). With random weights (the offline profile) the ranking
-# changes: `last_real` comes out about 1 point *worse* than `last`, not 3 points better.
-# That is 3 test messages, within noise. The book's gain from reading the last real token
-# rests on what pretraining put into that token's hidden state; with random frozen blocks
-# there is no such gain to find.
+# (one message is 0.33 points; an accuracy of 95% on 300 messages has a 95% interval of
+# 91.9-96.9%, about ±2.5 points). With random weights (the offline profile) `last_real` is
+# no better than `last`: over 3 seeds, runs that read the last real token (with per-batch
+# padding, the "fast" preset) came out about 1 point worse on average than the book's
+# settings (about 3 test messages; the runs are in the repository's README), within noise.
+# The book's gain from reading the last real token rests on what pretraining put into that
+# token's hidden state; with random frozen blocks there is no such gain to find.
 
 # %%
 show_source(select_token_logits)
@@ -234,7 +254,10 @@ print("argmax of probabilities == argmax of logits:",
 # cross-entropy instead: the negative log of the probability given to the correct class,
 # averaged over the batch. `F.cross_entropy` does it in one call; written out it is
 # `log_softmax` followed by `nll_loss` (which picks the correct class's entry and negates
-# it). A worked example with fixed numbers, one row for each kind of answer:
+# it). A worked example with fixed numbers, one row for each kind of answer.
+#
+# **Predict first.** Which of the four rows below costs the most, and does it cost more or
+# less than the other three together? Run the cell to check.
 
 # %%
 # NBVAL_CHECK_OUTPUT

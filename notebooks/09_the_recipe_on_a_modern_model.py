@@ -27,12 +27,16 @@
 # **Book sections.** Chapter 6 (6.4 to 6.7: the head, the freezing, the last token, the loop),
 # with chapter 5's bonus notebooks that load Qwen3 and Llama 3.2 from scratch.
 #
-# **Time and what it needs.** The `book` profile downloads Qwen3-0.6B (about 1.5 GB) and
-# its tokenizer once, and trains each model on the first 200 training messages for one
-# epoch: a few minutes on a laptop CPU. The `offline` profile does the same with random
-# weights of the real shapes and GPT-2's tokenizer standing in for Qwen3's (said below): the
-# architecture, the counts and the mechanics hold, the accuracies do not. `smoke` uses two
-# tiny models and runs in seconds. The same code runs Llama 3.2 1B: set `OPEN_MODEL` below.
+# **Time:** about 15 minutes to read; the two training runs take a few minutes on a laptop
+# CPU (the runs table's `seconds` column prints what each took), plus a 1.5 GB download of
+# Qwen3-0.6B and its tokenizer the first time in the book profile. **Needs:** notebooks 3
+# and 4 first (the head, the freezing, the last real token).
+#
+# Each model trains on the first 200 training messages for one epoch. The `offline` profile
+# does the same with random weights of the real shapes and GPT-2's tokenizer standing in for
+# Qwen3's (said below): the architecture, the counts and the mechanics hold, the accuracies
+# do not. `smoke` uses two tiny models and runs in seconds. The same code runs Llama 3.2 1B:
+# set `OPEN_MODEL` below.
 
 # %% tags=["parameters"]
 from gptlib.notebook import load_profile
@@ -59,6 +63,8 @@ from gptlib.models import any_config, build_model, family_of
 from gptlib.models.hf_tokenizer import run_tokenizer
 from gptlib.models.parts import TransformerBlock
 from gptlib.notebook import show_source, spam_data_file
+from gptlib.study.cost import estimate_time
+from gptlib.study.describe import compare_runs
 
 pd.set_option("display.max_colwidth", None)  # the tables' text in full
 GPT2 = profile.model_size
@@ -176,6 +182,13 @@ pd.DataFrame({name: trainable_counts(name) for name in (GPT2, OPEN_MODEL)})
 # tokenizer and pad id standing in.
 
 # %%
+# What the next cell costs here. Speed "exact" runs each message's frozen blocks once, at the
+# message's own length: about 30 tokens on average in this data, not the 120 of padding.
+for name in (GPT2, OPEN_MODEL):
+    print(f"{name}:", estimate_time(profile.run_config("09", model_size=name, **RUN), "exact", train=RUN["train_limit"],
+                                    max_length=30).text())
+
+# %%
 runs = {}
 for name in (GPT2, OPEN_MODEL):
     cfg = profile.run_config(f"09-{name.split()[0]}", model_size=name, data=str(data_file), **RUN)
@@ -189,11 +202,13 @@ table = pd.DataFrame(runs).T
 table
 
 # %%
+test_n = int(result.test_metrics["n"])  # the same test messages for both runs
+print(compare_runs(GPT2, runs[GPT2]["test %"] / 100, OPEN_MODEL, runs[OPEN_MODEL]["test %"] / 100, test_n))
 if profile.weights == "random":
     print(f"Random weights ({profile.name} profile): neither model has learned language, so these accuracies "
           "say how far one epoch on 200 messages gets from scratch, not which model reads SMS better.")
 else:
-    print("Released weights: the difference above is one run on 200 messages; "
+    print("Released weights: each accuracy is one run on 200 training messages; "
           "repeat with other seeds (profile.replace(seed=...)) before reading much into it.")
 
 # %% [markdown]

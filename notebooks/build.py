@@ -171,7 +171,7 @@ def execute(ipynb: Path, timeout: int, profile: str | None = None) -> None:
     nbformat.write(nb, ipynb)
 
 
-SHOWN = ("gptlib.notebook", "gptlib.data", "gptlib.classifier", "gptlib.train", "gptlib.lora",
+SHOWN = ("gptlib.notebook", "gptlib.data", "gptlib.weights", "gptlib.classifier", "gptlib.train", "gptlib.lora",
          "gptlib.study.inspection", "gptlib.assignments.runner", "gptlib.models.parts")
 
 

@@ -25,7 +25,7 @@ from widget_snapshots import STORED_NOTE, Renderer, add_snapshots, clean_html  #
 sys.path.pop(0)
 
 VIEW = "application/vnd.jupyter.widget-view+json"
-ESTIMATE = re.compile(r"about \d+ (minutes|seconds) here")
+ESTIMATE = re.compile(r"about (\d+ minutes|\d+ seconds|10 seconds or less) here")
 ZERO_BAR = re.compile(r"\b0%\|| 0/\d+ \[00:00")
 LAB_RUN = re.compile(r"panel\.run\(wait=True\)|engine\.start\(.*wait=True")
 

@@ -85,7 +85,7 @@ def test_export_csv_is_atomic(engine, tmp_path):
 
 
 def test_noise_arithmetic():
-    assert binomial_halfwidth(0.95, 300) == pytest.approx(0.02466, abs=1e-4)  # the book's +-2.5 points
+    assert binomial_halfwidth(0.95, 300) == pytest.approx(0.02516, abs=1e-4)  # the book's +-2.5 points (Wilson)
     one = summarize([0.95], 300)
     assert one["std"] == 0 and one["high"] - one["mean"] == pytest.approx(binomial_halfwidth(0.95, 300))
     three = summarize([0.93, 0.95, 0.97], 300)

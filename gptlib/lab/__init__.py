@@ -6,6 +6,8 @@
   widgets and layout are :mod:`~gptlib.lab.view`, its settings form (controls to and from
   :class:`~gptlib.settings.FinetuneConfig`, hints) :mod:`~gptlib.lab.form` (these import ipywidgets);
 * :mod:`~gptlib.lab.charts`: the live SVG curves;  :mod:`~gptlib.lab.tables`: the HTML tables;
+* :mod:`~gptlib.lab.snapshot`: the runs as a PNG and a plain table, for viewers without widgets
+  (``panel.snapshot()``);  :mod:`~gptlib.lab.messages`: a failed run's one line, in the lab's words;
 * :mod:`~gptlib.lab.bonus`: the book's bonus table, read from :mod:`gptlib.study.experiments`;
 * :mod:`~gptlib.lab.controls` and :mod:`~gptlib.lab.checks`: controls as settings, and what
   is said of them before a run;  :mod:`~gptlib.lab.explorers`: the small notebook explorers.

@@ -39,6 +39,32 @@ def _fmt_tick(value: float) -> str:
     return f"{value:,.4g}"
 
 
+def x_range(xs: list[float], pad: float = 0.0) -> tuple[float, float]:
+    """The x axis's (low, high) for these values, ``pad`` (a fraction of the span) beyond them.
+    One value (a run with one evaluation) sits inside a span of its own, and an axis of counts
+    (examples seen, all >= 0) never goes below 0: one point at 0 gives (0, 1)."""
+    x0, x1 = (min(xs), max(xs)) if xs else (0.0, 1.0)
+    if x1 - x0 < 1e-12:  # one x value: centre it, on an axis that stays >= 0 for counts
+        half = max(abs(x0) * 0.5, 1.0)
+        x0, x1 = x0 - half, x1 + half
+    else:
+        x0, x1 = x0 - pad * (x1 - x0), x1 + pad * (x1 - x0)
+    if xs and min(xs) >= 0 and x0 < 0:
+        x0, x1 = 0.0, max(x1, 2 * min(xs), 1.0)
+    return x0, x1
+
+
+def y_range(ys: list[float]) -> tuple[float, float]:
+    """The y axis's (low, high): the values with 8% to spare (a single value gets a span of
+    its own), never below 0 when no value is (losses and accuracies never are)."""
+    y0, y1 = (min(ys), max(ys)) if ys else (0.0, 1.0)
+    pad = (y1 - y0) * 0.08 or max(abs(y0) * 0.25, 0.05)
+    low, high = y0 - pad, y1 + pad
+    if ys and y0 >= 0 and low < 0:
+        low = 0.0
+    return low, high
+
+
 def svg_chart(series: list[dict[str, Any]], title: str = "", xlabel: str = "", ylabel: str = "",
               ylim: tuple[float, float] | None = None, width: int = 420, height: int = 240) -> str:
     """A line chart as an SVG string.
@@ -55,20 +81,8 @@ def svg_chart(series: list[dict[str, Any]], title: str = "", xlabel: str = "", y
               for s in series]
     xs = [x for pts in points for x, _ in pts]
     ys = [y for pts in points for _, y in pts]
-    x0, x1 = (min(xs), max(xs)) if xs else (0.0, 1.0)
-    if x1 - x0 < 1e-12:  # one x value: centre it, on an axis that stays >= 0 for counts
-        half = max(abs(x0) * 0.5, 1.0)
-        x0, x1 = x0 - half, x1 + half
-        if xs and min(xs) >= 0 and x0 < 0:
-            x0, x1 = 0.0, 2 * xs[0] if xs[0] > 0 else 1.0
-    if ylim is not None:
-        y0, y1 = ylim
-    else:
-        y0, y1 = (min(ys), max(ys)) if ys else (0.0, 1.0)
-        pad = (y1 - y0) * 0.08 or max(abs(y0) * 0.25, 0.05)
-        y0, y1 = y0 - pad, y1 + pad
-        if ys and min(ys) >= 0 and y0 < 0:  # losses and accuracies are never negative
-            y0 = 0.0
+    x0, x1 = x_range(xs)
+    y0, y1 = ylim if ylim is not None else y_range(ys)
 
     def px(x: float) -> float:
         return left + (x - x0) / (x1 - x0) * pw

@@ -1,10 +1,17 @@
 """What the lab says of a set of settings before it runs them: problems that refuse the run
-(one that cannot fit in memory among them), and notes (a slow run, a download first,
-a speed that does not apply to LoRA or to the causal mask off)."""
+(one that cannot fit in memory among them), and notes (a slow run, a download first or
+pretrained weights out of reach, a speed that does not apply to LoRA or to the causal mask off)."""
 
 from __future__ import annotations
 
-from gptlib.lab.controls import training_size
+import socket
+import threading
+import time
+import urllib.request
+from urllib.parse import urlparse
+
+from gptlib.lab.controls import control_label, training_size
+from gptlib.lab.messages import lab_words
 from gptlib.models import any_config
 from gptlib.settings import FinetuneConfig
 from gptlib.speed.memory import available_bytes, estimate_run_memory
@@ -12,6 +19,61 @@ from gptlib.support.device import get_device
 
 BOOK_LONGEST = 120  # tokens in the longest training message of the book's split (its padded length)
 GIB = 2**30
+
+
+RESOLVE_WAIT = 1.5  # seconds the lab waits for a host name to resolve before it stops asking
+_resolved: dict[str, tuple[float, bool]] = {}  # host -> (when, whether it resolved), kept a minute
+
+
+def host_resolves(host: str, wait: float = RESOLVE_WAIT) -> bool | None:
+    """Whether ``host``'s name resolves: True, False, or None when the answer takes longer than
+    ``wait`` seconds (the lookup runs in a thread of its own, so nothing here hangs; a late
+    answer is kept for the next ask). No connection is opened."""
+    now = time.monotonic()
+    if host in _resolved and now - _resolved[host][0] < 60:
+        return _resolved[host][1]
+
+    def look() -> None:
+        try:
+            socket.getaddrinfo(host, 443)
+            _resolved[host] = (time.monotonic(), True)
+        except (OSError, UnicodeError):
+            _resolved[host] = (time.monotonic(), False)
+
+    thread = threading.Thread(target=look, name="gptlib-lab-resolve", daemon=True)
+    thread.start()
+    thread.join(wait)
+    return _resolved[host][1] if host in _resolved and _resolved[host][0] >= now else None
+
+
+def _cached_elsewhere(model_size: str) -> bool:
+    """Whether the Hugging Face cache holds a copy of GPT-2's weights (not verified here: the run does)."""
+    from gptlib.support.weight_files import hf_cache_root
+    from gptlib.weights import HF_REPOS, resolve_preset
+
+    repo = HF_REPOS.get(resolve_preset(model_size)) if model_size.startswith("gpt2") else None
+    folder = hf_cache_root() / f"models--{repo.replace('/', '--')}" / "snapshots" if repo else None
+    return folder is not None and any(folder.glob("*/model.safetensors"))
+
+
+def pretrained_available(model_size: str) -> tuple[bool, str]:
+    """(whether a run of ``model_size`` with pretrained weights can have them, why not).
+
+    Yes when the weights are cached (gptlib's cache or the Hugging Face cache), or when the
+    download host's name resolves (or an HTTP proxy is set, or the lookup is slow to answer);
+    no network connection is opened to decide."""
+    from gptlib.models import has_weights
+    from gptlib.models.hf_weights import weights_file
+    from gptlib.weights import hub_endpoint
+
+    if not has_weights(model_size):
+        return False, f"{model_size} has no published pretrained weights"
+    if weights_file(model_size).exists() or _cached_elsewhere(model_size):
+        return True, ""
+    host = urlparse(hub_endpoint()).hostname or "huggingface.co"
+    if urllib.request.getproxies() or host_resolves(host) is not False:
+        return True, ""
+    return False, f"{model_size}'s pretrained weights are not in the cache here and {host} cannot be reached"
 
 
 def _size(n: int) -> str:
@@ -89,6 +151,7 @@ def check_settings(cfg: FinetuneConfig, last_n_blocks: int | None = None
         line, fits = memory_check(cfg)
         if not fits:
             problems.append(line)
+    problems = [lab_words(p) for p in problems]  # the settings' own errors may name CLI flags
     if problems:
         return problems, notes, None
     effective = cfg.effective()
@@ -113,5 +176,8 @@ def check_settings(cfg: FinetuneConfig, last_n_blocks: int | None = None
         if model_cfg["emb_dim"] >= 1024:
             notes.append(f"{cfg.model_size} on a CPU: expect a long run (many minutes per epoch).")
     if cfg.weights == "pretrained" and not weights_file(cfg.model_size).exists():
-        notes.append(f"{cfg.model_size}'s weights are not in the cache yet: the run downloads them first.")
+        reachable, why = pretrained_available(cfg.model_size)
+        notes.append(f"{cfg.model_size}'s weights are not in the cache yet: the run downloads them first."
+                     if reachable else f"{why}: the run would fail. Choose 'random' in the lab's "
+                     f"'{control_label('weights')}' setting (or copy the weights file into the cache first).")
     return problems, notes, cfg

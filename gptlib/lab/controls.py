@@ -64,6 +64,22 @@ ADVANCED_CONTROLS = ("causal_mask", "accumulation_steps", "ignore_index")
 SIMPLE_CONTROLS = ("model_size", "weights", "token", "speed", "epochs", "lr", "weight_decay", "drop_rate",
                    "dropout_scope", "batch_size", "seed", "eval_freq", *LORA_CONTROLS, *ADVANCED_CONTROLS)
 
+# Each control's label where it is not the setting's name with spaces (errors speak of these).
+LABELS = {"model_size": "model", "lr": "learning rate", "weight_decay": "weight decay",
+          "drop_rate": "dropout rate", "dropout_scope": "dropout acts in", "batch_size": "batch size",
+          "token": "token read", "eval_freq": "evaluate every (steps)", "lora_rank": "rank r",
+          "lora_alpha": "alpha", "lora_scaling": "scale by", "lora_head": "new head gets",
+          "lora_merged": "merged (fold A·B into W)", "causal_mask": "causal attention mask",
+          "accumulation_steps": "accumulation steps", "ignore_index": "loss ignores target",
+          "trainable": "what trains", "train_limit": "training messages", "max_length": "padding",
+          "seeds": "repeat with N seeds"}
+
+
+def control_label(setting: str) -> str:
+    """The lab's name for the control of a setting, e.g. "model" for ``model_size``."""
+    return LABELS.get(setting, setting.replace("_", " "))
+
+
 BOOK_TRAIN_SIZE = 1045  # training messages in the book's split of the SMS Spam Collection
 
 

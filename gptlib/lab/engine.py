@@ -31,6 +31,7 @@ from gptlib import finetune
 from gptlib.finetune import FinetuneConfig, FinetuneResult
 from gptlib.lab.bonus import book_bonus_results
 from gptlib.lab.controls import padding_choice, training_size
+from gptlib.lab.messages import failure_message
 from gptlib.models import any_config
 from gptlib.settings import table_settings
 from gptlib.support.files import atomic_write_bytes
@@ -202,11 +203,10 @@ class RunEngine:
             result = finetune.run_finetune(cfg, callback=self._callback, progress=False, verbose=False,
                                            save=False)
         except BaseException as err:  # reported to the subscribers; the kernel and the lab go on
-            self.last_error = err
-            detail = "".join(traceback.format_exception_only(type(err), err)).strip()
+            self.last_error = err  # the whole error; the message is one line in the lab's words
             self._stop.set()  # no further seeds after a failure
             self._emit(LabEvent("failed", self.next_run, cfg, error=err, extra=extra,
-                                message=f"The run failed after {time.perf_counter() - start:.1f} s.\n{detail}"))
+                                message=failure_message(err, cfg, time.perf_counter() - start)))
             return
         run_id = self._record(cfg, result, self._stopped_training)
         self._emit(LabEvent("finished", run_id, cfg, result=result, extra={**extra, "stopped": self._stopped_training}))
@@ -267,6 +267,10 @@ class RunEngine:
                          "seconds_mean": frame["seconds"].astype(float).mean()})
         return pd.DataFrame(rows, columns=["group", "runs", "seeds", "test_mean", "test_std", "test_low",
                                            "test_high", "val_mean", "seconds_mean"])
+
+    def test_messages(self) -> int:
+        """Test messages the runs were measured on (300, the book's, before any run)."""
+        return self._test_size(self.runs)
 
     def _test_size(self, frame: pd.DataFrame) -> int:
         sizes = [self.test_sizes.get(int(r)) for r in frame["run"]]

@@ -12,9 +12,11 @@ from traitlets import TraitError
 
 from gptlib.finetune import FinetuneConfig
 from gptlib.lab.bonus import book_setting
-from gptlib.lab.checks import check_settings, memory_check
+from gptlib.lab.checks import check_settings, memory_check, pretrained_available
 from gptlib.lab.controls import (
     ADVANCED_CONTROLS,
+    LABELS,
+    LORA_CONTROLS,
     OWN_DATA,
     SIMPLE_CONTROLS,
     form_values,
@@ -23,7 +25,7 @@ from gptlib.lab.controls import (
     trainable_value,
     training_size,
 )
-from gptlib.lab.view import ADVANCED_TITLE, LABELS
+from gptlib.lab.view import ADVANCED_TITLE
 from gptlib.models import any_config, canonical_name
 from gptlib.settings import PRESETS, setting_fields
 
@@ -32,6 +34,10 @@ from gptlib.settings import PRESETS, setting_fields
 BOOK_RESET = ("model_size", "weights", "trainable", "token", "padding", "max_length", "batch_size",
               "causal_mask", "accumulation_steps", "ignore_index", "lora_rank", "lora_alpha", "lora_scaling",
               "lora_head", "lora_merged")
+# The controls that say which experiment the settings are: one changed by hand, and the "try
+# the book's" menu no longer names the experiment.
+BOOK_CONTROLS = ("model_size", "weights", "trainable", "blocks", "token", "padding", "fixed_length",
+                 "batch_size", "causal_mask", "accumulation_steps", "ignore_index", *LORA_CONTROLS)
 
 
 def book_changes(key: str) -> dict[str, Any]:
@@ -120,28 +126,72 @@ class SettingsForm:
             self._say(f"Speed '{change['new']}' takes its preset: " + ", ".join(f"{k} {v}" for k, v in moved.items())
                       + " (change them after if you like).", "info")
 
-    def apply_book_setting(self, key: str) -> None:
+    def apply_book_setting(self, key: str) -> str:
         """Set the controls for one of the book's experiments (a key of
         :func:`gptlib.lab.book_bonus_results`, or appendix E's "appendix_e"/"appendix_e_print"):
         the book's baseline for what the experiment is (model, weights, what trains, token,
         padding, batch, mask, LoRA), then the experiment's change. Epochs, learning rate, speed
-        and the rest stay as they are, unless the experiment sets them."""
+        and the rest stay as they are, unless the experiment sets them.
+
+        Where the book's pretrained weights are neither cached nor reachable
+        (:func:`gptlib.lab.checks.pretrained_available`), the panel's own weights stay (and, when
+        they are random, its model too, unless the experiment names one). Returns one sentence:
+        which settings changed, and what was kept and why (the menu shows it)."""
         changes = book_changes(key)
         book = FinetuneConfig()
-        self.set(**{name: getattr(book, name) for name in BOOK_RESET})
+        reset = {name: getattr(book, name) for name in BOOK_RESET}
+        model, kept = changes.get("model_size", book.model_size), ""
+        if changes.get("weights", book.weights) == "pretrained" and self.base.weights != "pretrained":
+            reachable, why = pretrained_available(model)
+            if not reachable:  # the panel's own weights (and model, unless the experiment names one)
+                if "model_size" not in changes:
+                    reset["model_size"] = model = self.base.model_size
+                    if changes.get("max_length") == _context(book.model_size):  # "the model's context"
+                        changes.update(padding="context", max_length=None)
+                reset["weights"] = changes["weights"] = self.base.weights
+                kept = (f" Kept {self.base.weights} weights ({model}): {why}, so the numbers will not be "
+                        "the book's.")
+        before = self._shown_values()
+        self.set(**reset)
         self.set(**changes)
         self._open_advanced_if_changed()
+        after = self._shown_values()
+        self._book_values = {name: self.controls[name].value for name in BOOK_CONTROLS}
+        changed = [f"{label} {before[label]} -> {value}" if label in before else f"{label} {value}"
+                   for label, value in after.items() if label not in before or before[label] != value]
+        return ("Changed " + ", ".join(changed) if changed else "Changed nothing (already these settings)") \
+            + "." + kept
+
+    def _shown_values(self) -> dict[str, Any]:
+        """The visible controls' values by label (a hidden "N blocks" or fixed length left out)."""
+        c, out = self.controls, {}
+        for name, control in c.items():
+            hidden = (name == "blocks" and c["trainable"].value != "last_n") or (
+                name == "fixed_length" and c["padding"].value != "fixed") or (
+                name in LORA_CONTROLS and c["trainable"].value != "lora")
+            if not hidden:
+                out[control.description] = control.value
+        return out
 
     def _on_book_choice(self, change: dict[str, Any]) -> None:
         if change["new"]:
+            self._applying_book = True
+            try:
+                what = self.apply_book_setting(change["new"])
+            finally:
+                self._applying_book = False
             self.book_key = change["new"]
-            changes = book_changes(change["new"])
-            self.apply_book_setting(change["new"])
             label = {v: k for k, v in self.book_choice.options}[change["new"]]
-            what = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in changes.items())
-            self._say(f"Settings of the book's experiment '{label}': the book's baseline"
-                      f"{' with ' + what if what else ''}; epochs, learning rate and the rest as they were"
-                      f"{' (unless named)' if what else ''}.", "info")
+            self._say(f"Settings of the book's experiment '{label}'. {what} Epochs, learning rate and "
+                      "the rest as they were, unless named.", "warning" if "Kept" in what else "info")
+
+    def _forget_book_choice(self) -> None:
+        """Settings of the experiment changed by hand: the menu no longer names it."""
+        if getattr(self, "_applying_book", False) or not self.book_key:
+            return
+        if any(self.controls[name].value != value for name, value in getattr(self, "_book_values", {}).items()):
+            self.book_key = ""
+            self.book_choice.value = ""
 
     def _on_padding(self, change: dict[str, Any]) -> None:
         """No padding keeps each message at its own length: one message per batch."""
@@ -188,6 +238,7 @@ class SettingsForm:
         self.lora_box.layout.display = None if c["trainable"].value == "lora" else "none"
         self.lora_note.value = ('<span class="gptlib-msg-info" style="font-size: 12px">' + html.escape(
             lora_scale_note(c["lora_rank"].value, c["lora_alpha"].value, c["lora_scaling"].value)) + "</span>")
+        self._forget_book_choice()
         changed = _advanced_changes(c)
         self.advanced.set_title(0, ADVANCED_TITLE + (f" (changed: {', '.join(changed)})" if changed else ""))
         problems, notes, cfg = self.check()

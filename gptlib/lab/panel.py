@@ -26,7 +26,8 @@ from gptlib.lab.charts import curves_html, svg_chart
 from gptlib.lab.controls import config_from_profile, training_size
 from gptlib.lab.engine import LabEvent, RunEngine, empty_curves
 from gptlib.lab.form import SettingsForm
-from gptlib.lab.tables import book_html, runs_html, summary_html
+from gptlib.lab.snapshot import LabSnapshot, lab_snapshot
+from gptlib.lab.tables import book_html, runs_frame, runs_html, summary_html
 from gptlib.lab.view import PanelView
 from gptlib.tokenizer import get_tokenizer
 from gptlib.train import predict_proba
@@ -88,6 +89,7 @@ class ExperimentPanel(SettingsForm, PanelView):
             return False
         problems, notes, cfg = self.check()
         if problems or cfg is None:
+            self.status.value = "not run"
             self._say("Not run: " + " ".join(problems), "error")
             return False
         self._say(" ".join(["Running..."] + notes), "warning" if notes else "info")
@@ -159,8 +161,6 @@ class ExperimentPanel(SettingsForm, PanelView):
     def _on_finished(self, event: LabEvent) -> None:
         stopped, result = event.extra.get("stopped", False), event.result
         done = "stopped early" if stopped else "done"
-        self.progress.bar_style = "warning" if stopped else "success"
-        self.status.value = f"{done} in {result.seconds:.1f} s"
         compared = ""
         if self.book_key:  # the run was set up from a row of the book's table: how far from it?
             group = int(self.runs.iloc[-1]["group"])
@@ -170,6 +170,8 @@ class ExperimentPanel(SettingsForm, PanelView):
                   f"({result.examples_seen:,} examples seen, {result.seconds:.1f} s).{compared}", "info")
         self.classify_button.disabled = self.model is None
         self._refresh_tables(select=event.run)
+        self.progress.bar_style = "warning" if stopped else "success"  # last: the table is in
+        self.status.value = f"{done} in {result.seconds:.1f} s"
         if self.model is not None:
             self._classify_clicked()
 
@@ -188,11 +190,22 @@ class ExperimentPanel(SettingsForm, PanelView):
 
     def comparison_html(self) -> str:
         """The runs table with the book's bonus table below it, as HTML."""
-        return self.runs_html_table() + summary_html(self.engine.summary()) + book_html()
+        return self.runs_html_table() + self._summary_table() + book_html()
+
+    def snapshot(self) -> LabSnapshot:
+        """The lab's results for a reader without widgets (GitHub, an HTML export, an untrusted
+        notebook): a PNG of every run's loss and accuracy curves and the runs table as plain
+        HTML (notebooks 06 and 07 show one after each run; see :mod:`gptlib.lab.snapshot`)."""
+        labels, varying = {int(r): self._run_label(int(r)) for r in self.runs["run"]}, self.engine.varying_settings()
+        return lab_snapshot(self.histories, labels, runs_html(self.runs, varying, live=False) + self._summary_table(),
+                            runs_frame(self.runs, varying) if not self.runs.empty else None)
+
+    def _summary_table(self) -> str:
+        return summary_html(self.engine.summary(), self.engine.test_messages()) if not self.runs.empty else ""
 
     def _refresh_tables(self, select: int | None = None) -> None:
         self.runs_html.value = self.runs_html_table()
-        self.summary_html.value = summary_html(self.engine.summary()) if not self.runs.empty else ""
+        self.summary_html.value = self._summary_table()
         labels = [(self._run_label(int(r)), int(r)) for r in self.runs["run"]]
         chosen = tuple(v for v in self.overlay_runs.value if v in dict(labels).values())
         self.overlay_runs.options = labels

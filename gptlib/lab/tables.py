@@ -12,6 +12,7 @@ import pandas as pd
 from gptlib.lab.bonus import book_bonus_results
 from gptlib.lab.engine import ACCURACY_COLUMNS, LORA_SETTINGS
 from gptlib.settings import FinetuneConfig
+from gptlib.support.noise import interval_text
 
 CSS = """
 <style>
@@ -101,22 +102,30 @@ def lora_label(row: pd.Series) -> str:
             f"head {row.get('lora_head')}{merged}")
 
 
-def runs_html(runs: pd.DataFrame, varying: list[str], every: bool = False) -> str:
-    if runs.empty:
-        return '<div class="gptlib-lab"><i>No runs yet: press Run.</i></div>'
-    note = "" if every else " (settings that differ between runs; tick 'every column' for all)"
+def runs_frame(runs: pd.DataFrame, varying: list[str], every: bool = False) -> pd.DataFrame:
+    """The runs table's rows and columns as the lab shows them (:func:`runs_columns`)."""
     columns = runs_columns(runs, varying, every)
     shown = runs.assign(lora=runs.apply(lora_label, axis=1)) if "lora" in columns else runs
-    return frame_html(shown[columns], "gptlib-runs", title=f"Your runs{note}")
+    return shown[columns]
 
 
-def summary_html(summary: pd.DataFrame) -> str:
-    """The per-setting summary, once some setting has run with two seeds or more."""
+def runs_html(runs: pd.DataFrame, varying: list[str], every: bool = False, live: bool = True) -> str:
+    """The runs table; ``live``: in the panel (its title says how to see every column)."""
+    if runs.empty:
+        return '<div class="gptlib-lab"><i>No runs yet: press Run.</i></div>'
+    note = "" if every or not live else " (settings that differ between runs; tick 'every column' for all)"
+    return frame_html(runs_frame(runs, varying, every), "gptlib-runs", title=f"Your runs{note}")
+
+
+def summary_html(summary: pd.DataFrame, n: int = 300) -> str:
+    """The per-setting summary, once some setting has run with two seeds or more. ``n``: the
+    test messages each run was measured on (the title gives one run's 95% interval on them)."""
     if summary.empty or summary["seeds"].max() < 2:
         return ""
+    mean = float(summary["test_mean"].astype(float).mean())
     return frame_html(summary, "gptlib-summary",
                       title="Per setting, over seeds: test accuracy's mean, spread and 95% interval "
-                            "(300 test messages: about +-2.5 points for one run)")
+                            f"(the test sample alone, for one run at {mean:.2%}: {interval_text(mean, n)})")
 
 
 def book_html() -> str:

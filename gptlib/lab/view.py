@@ -21,17 +21,12 @@ from gptlib.lab.controls import (
     SPEED_OPTIONS,
     TOKEN_OPTIONS,
     TRAINABLE_OPTIONS,
+    control_label,
 )
 from gptlib.lab.engine import empty_curves
 from gptlib.lab.tables import CSS, book_html
 from gptlib.settings import setting_fields
 
-LABELS = {"model_size": "model", "lr": "learning rate", "weight_decay": "weight decay",
-          "drop_rate": "dropout rate", "dropout_scope": "dropout acts in", "batch_size": "batch size",
-          "token": "token read", "eval_freq": "evaluate every (steps)", "lora_rank": "rank r",
-          "lora_alpha": "alpha", "lora_scaling": "scale by", "lora_head": "new head gets",
-          "lora_merged": "merged (fold A·B into W)", "causal_mask": "causal attention mask",
-          "accumulation_steps": "accumulation steps", "ignore_index": "loss ignores target"}
 OPTIONS = {
     "token": TOKEN_OPTIONS, "speed": SPEED_OPTIONS, "lora_scaling": LORA_SCALING_OPTIONS,
     "lora_head": LORA_HEAD_OPTIONS,
@@ -42,6 +37,8 @@ OPTIONS = {
 STYLE = {"description_width": "150px"}
 FIT = "calc(100% - 4px)"  # never wider than the panel, margins included (a narrow window)
 LORA_STYLE = {"description_width": "137px"}  # inside the LoRA box's 13 px margin: values line up
+WITHOUT_WIDGETS = ("The fine-tuning lab: a live panel, shown when the notebook's cells run in Jupyter (a "
+                   "trusted notebook). panel.snapshot() shows its runs as a picture and a table anywhere.")
 ADVANCED_TITLE = "advanced: causal mask, gradient accumulation, ignored target"
 
 
@@ -50,7 +47,7 @@ def _layout(width: str = "420px") -> widgets.Layout:  # one Layout per control: 
 
 
 def _simple_control(f: dataclasses.Field) -> widgets.Widget:
-    label, tip = LABELS.get(f.name, f.name.replace("_", " ")), f.metadata["help"]
+    label, tip = control_label(f.name), f.metadata["help"]
     lora = f.name in LORA_CONTROLS
     common = {"description": label, "tooltip": tip, "style": LORA_STYLE if lora else STYLE,
               "layout": _layout("407px" if lora else "420px")}
@@ -196,4 +193,9 @@ class PanelView:
         return panel
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        """The widget, with a line of text (not ``VBox(children=...``) for a viewer that cannot
+        show it: what it is, and where its results are shown without widgets."""
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict) and "text/plain" in bundle:
+            bundle["text/plain"] = WITHOUT_WIDGETS
+        return bundle

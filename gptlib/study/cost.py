@@ -53,6 +53,12 @@ def machine_gflops() -> float:
     return 2 * 960 * 768 * 3072 * runs / (time.perf_counter() - start) / 1e9
 
 
+def _duration(seconds: float) -> str:
+    if seconds >= 90:
+        return f"about {seconds / 60:.0f} minutes"
+    return f"about {seconds:.0f} seconds" if seconds >= 10 else "about 10 seconds or less"
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A run's cost here: minutes, and the line a notebook prints above the cell."""
@@ -63,12 +69,9 @@ class Estimate:
     gflops: float
 
     def text(self) -> str:
-        minutes = self.seconds / 60
-        when = (f"about {minutes:.0f} minutes here" if minutes >= 1.5
-                else f"about {max(self.seconds, 1):.0f} seconds here")
-        line = f"The next cell ({self.kind} run): {when}"
+        line = f"The next cell ({self.kind} run): {_duration(self.seconds)} here"
         if self.warm_seconds is not None:
-            line += f"; about {max(self.warm_seconds, 1):.0f} seconds when the store of frozen activations is warm"
+            line += f"; {_duration(self.warm_seconds)} when the store of frozen activations is warm"
         return (line + f". Worked out from a probe of this machine ({self.gflops:.0f} GFLOP/s) and the run's "
                 "settings; good to a factor of about 1.5 on a quiet machine.")
 

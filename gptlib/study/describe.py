@@ -62,12 +62,12 @@ def describe_run(train_accs: Sequence[float], val_accs: Sequence[float], val_los
         if beyond and gap > 0:
             said.append(f"Training accuracy ends at {_points(final['train'])} and validation at "
                         f"{_points(final['validation'])}: a gap of {100 * gap:.1f} points, more than the "
-                        f"+-{100 * band:.1f} points of noise. The model fits the messages it trained on better "
+                        f"±{100 * band:.1f} points of noise. The model fits the messages it trained on better "
                         "than new ones: it overfits a little (idea 9: dropout or weight decay push back).")
         else:
             said.append(f"Training accuracy ends at {_points(final['train'])} and validation at "
                         f"{_points(final['validation'])}: a gap of {100 * gap:+.1f} points, within the "
-                        f"+-{100 * band:.1f} points of noise, so this run shows no overfitting to speak of.")
+                        f"±{100 * band:.1f} points of noise, so this run shows no overfitting to speak of.")
     low, high = min(val_accs), max(val_accs)
     noise = binomial_halfwidth(sum(val_accs) / len(val_accs), messages_per_eval)
     curve = ", ".join(f"{100 * a:.1f}" for a in val_accs)
@@ -78,14 +78,14 @@ def describe_run(train_accs: Sequence[float], val_accs: Sequence[float], val_los
     elif high - low <= 2 * noise:
         facts["flat"] = True
         said.append(f"Validation accuracy per epoch ({curve}%) moves by {100 * (high - low):.1f} points, within "
-                    f"the +-{100 * noise:.1f} points of noise of the {messages_per_eval} messages it counts: flat, "
+                    f"the ±{100 * noise:.1f} points of noise of the {messages_per_eval} messages it counts: flat, "
                     "so on its own this curve cannot tell which epoch was best.")
     else:
         facts["flat"] = False
         first_top = next(i for i, a in enumerate(val_accs) if a >= high - noise) + 1
         facts["levels_off_at"] = first_top
         said.append(f"Validation accuracy per epoch ({curve}%) rises by {100 * (high - low):.1f} points, more than "
-                    f"the +-{100 * noise:.1f} points of noise of its {messages_per_eval} messages, and is within "
+                    f"the ±{100 * noise:.1f} points of noise of its {messages_per_eval} messages, and is within "
                     f"noise of its best from epoch {first_top} on.")
     best = min(range(len(val_losses)), key=val_losses.__getitem__)
     step = best * eval_freq  # train_classifier_simple evaluates at steps 0, eval_freq, 2 * eval_freq, ...
@@ -110,10 +110,10 @@ def compare_runs(name_a: str, acc_a: float, name_b: str, acc_b: float, n: int,
     if beyond:
         word = "above" if diff > 0 else "below"
         sentence = (f"{name_a} ends {abs(diff):.2f} points {word} {name_b} in {what} ({_points(acc_a)} against "
-                    f"{_points(acc_b)} on {n} messages), more than the +-{100 * band:.1f} points of noise.")
+                    f"{_points(acc_b)} on {n} messages), more than the ±{100 * band:.1f} points of noise.")
     else:
         sentence = (f"{name_a} and {name_b} differ by {diff:+.2f} points in {what} ({_points(acc_a)} against "
-                    f"{_points(acc_b)} on {n} messages), within the +-{100 * band:.1f} points of noise: "
+                    f"{_points(acc_b)} on {n} messages), within the ±{100 * band:.1f} points of noise: "
                     "this comparison cannot tell them apart.")
     return Description((sentence,), {"difference": acc_a - acc_b, "band": band, "beyond_noise": beyond})
 

@@ -16,7 +16,7 @@ PROFILE_NOTES = {
              "(500 MB) are downloaded once."),
     "offline": ("no network needed: gpt2-small-shaped *random* weights, the real SMS Spam Collection "
                 "shipped with gptlib, the book's settings. Expect about 93-94% test after 5 epochs (one run "
-                "on 300 messages moves by about +-2.5 points). Without pretraining, reading the last real "
+                "on 300 messages moves by about ±2.5 points). Without pretraining, reading the last real "
                 "token is no better than the last position, within noise over 3 seeds (with pretrained "
                 "weights the book finds it about 3 points better). Numbers that depend on pretraining "
                 "are not the book's."),
@@ -66,7 +66,7 @@ class BookNote:
         diff = 100 * (self.ours - self.book)
         here = f"{100 * self.ours:.2f}% ({diff:+.2f} points; {interval_text(self.ours, self.n)})"
         beyond, band = differ_beyond_noise(self.ours, self.n, self.book, self.n)
-        how = f"{'beyond' if beyond else 'within'} noise (the two runs' 95% band is +-{100 * band:.1f} points)"
+        how = f"{'beyond' if beyond else 'within'} noise (the two runs' 95% band is ±{100 * band:.1f} points)"
         if self.profile.weights != "pretrained":
             how += ("; with random weights instead of OpenAI's, expect a point or two lower and patterns "
                     "that rest on pretraining to differ")
