@@ -8,7 +8,7 @@
 #       format_name: percent
 #       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -19,20 +19,26 @@
 # **What this notebook covers.** The chapter's whole run: accuracy and loss of the untrained
 # classifier, five epochs of fine-tuning with the book's training loop (how many examples it
 # has seen, accuracy after each epoch), the loss and accuracy plots, final accuracy on the
-# training, validation and test sets, classifying new messages, saving the classifier and
-# loading it back, and how to choose the number of epochs and fight overfitting with dropout
-# and weight decay.
+# training, validation and test sets, what the run shows about overfitting and the number of
+# epochs, classifying new messages, saving the classifier and loading it back, and one short
+# comparison of a run with and without dropout.
 #
 # **Book sections.** Chapter 6, sections 6.6 (loss and accuracy before training), 6.7
 # (fine-tuning on supervised data) and 6.8 (using the LLM as a spam classifier).
 #
-# **Time.** Roughly 10 to 30 minutes on a laptop CPU with the real model (an estimate, and it
-# depends a lot on the machine: the book reports about 5 minutes on an M3 MacBook Air and
-# under half a minute on a data-centre GPU). `GPTLIB_PROFILE=offline` trains the same
-# gpt2-small shape from random weights on the real data, so it takes as long, needs no
-# network, and ends near 93-94% test accuracy. With `GPTLIB_PROFILE=smoke` (tiny random
-# model, 1 epoch, made-up data) it takes seconds and the accuracies are meaningless; the
-# steps are the same.
+# **Time:** with the real data (the `book` and `offline` profiles) about 15 to 25 minutes on a
+# laptop CPU. The training cell alone takes about 8 to 15 (about 8 on a quiet 2-core machine,
+# longer on a busy one), the two short dropout runs a few more, and the evaluation cells a
+# minute or two each. Every cell that may take over a minute has a small cell above it that
+# prints the estimate for your machine. The book reports about 5 minutes of training on an M3
+# MacBook Air and under half a minute on a data-centre GPU. With `GPTLIB_PROFILE=smoke` (tiny
+# random model, 1 epoch, made-up data) it all takes seconds and the accuracies are meaningless;
+# the steps are the same.
+#
+# **Needs:** notebooks 2 to 4 (the data, the new head, the last token) read first; for the book
+# profile, a network connection the first time, to download gpt2-small's weights (about 500 MB).
+# `GPTLIB_PROFILE=offline` trains the same gpt2-small shape from random weights on the real
+# data, with no network at all.
 
 # %% tags=["parameters"]
 from gptlib.notebook import load_profile
@@ -48,10 +54,12 @@ print(profile)
 profile_banner(profile)
 
 # %%
+import os
 import time
 
 import pandas as pd
 import torch
+from IPython.display import display
 
 from gptlib import GPTModel, get_config, get_tokenizer, speed
 from gptlib.classifier import (
@@ -61,15 +69,26 @@ from gptlib.classifier import (
     trainable_summary,
 )
 from gptlib.data import CLASS_NAMES, create_data_loaders, prepare_spam_splits, spam_datasets
+from gptlib.finetune import run_finetune
 from gptlib.lab.explorers import classify_explorer
 from gptlib.notebook import (
     load_base_model,
     profile_device,
+    project_root,
     show_source,
     spam_data_file,
 )
 from gptlib.plots import plot_training
-from gptlib.support.noise import binomial_halfwidth
+from gptlib.settings import PRESETS
+from gptlib.study.cost import estimate_time
+from gptlib.study.describe import (
+    accuracy_with_interval,
+    compare_runs,
+    describe_examples,
+    describe_run,
+)
+from gptlib.support.files import sha256_of
+from gptlib.support.noise import differ_beyond_noise
 from gptlib.train import (
     calc_accuracy_loader,
     calc_loss_loader,
@@ -95,6 +114,7 @@ train_csv, validation_csv, test_csv = prepare_spam_splits(data_file, profile.wor
 train_dataset, val_dataset, test_dataset = spam_datasets(train_csv, validation_csv, test_csv, tokenizer)
 train_loader, val_loader, test_loader = create_data_loaders(
     train_dataset, val_dataset, test_dataset, batch_size=profile.batch_size, seed=profile.seed)
+split_sizes = {"train": len(train_dataset), "validation": len(val_dataset), "test": len(test_dataset)}
 print(f"{len(train_dataset)}/{len(val_dataset)}/{len(test_dataset)} messages, "
       f"max_length {train_dataset.max_length}, "
       f"{len(train_loader)}/{len(val_loader)}/{len(test_loader)} batches")
@@ -112,13 +132,6 @@ print(trainable_summary(untrained))
 # %% [markdown]
 # ## Before fine-tuning
 #
-# The new head is random, so with two balanced classes the accuracy should be near 50%. The
-# book measures it on the first 10 batches of each loader (46.25% train, 45.00% validation,
-# 48.75% test) and the loss on the first 5 (2.453, 2.583, 2.322). With random weights (the
-# offline profile) the accuracy is near 50% too, but the loss is much lower, about 0.8. The
-# pretrained model's hidden states are larger, so the random head gives larger logits, and
-# large random logits are often confidently wrong (notebook 4 showed what that costs).
-#
 # The two measuring functions at book size: loop over the first `num_batches` batches,
 # compare the last position's larger logit with the label (or take the cross-entropy), and
 # average. The library's versions in `gptlib.train` add the choice of token and are tested
@@ -128,8 +141,18 @@ print(trainable_summary(untrained))
 show_source(calc_accuracy_loader)
 show_source(calc_loss_loader)
 
+# %% [markdown]
+# **Predict first.** The new head is random, and the two classes are balanced. What accuracy
+# do you expect from this untrained two-class head on the first batches of each split? Run
+# the cells below to check. (The first one only prints how long the second takes: it runs the
+# whole model on every message it measures, with no training step.)
+
 # %%
 n_acc, n_loss = profile.accuracy_batches, profile.loss_batches
+estimate_time(profile.config, "evaluate", train=3 * (n_acc + n_loss) * profile.batch_size, validation=0, test=0,
+              max_length=train_dataset.max_length)
+
+# %%
 before = pd.DataFrame({
     f"accuracy ({n_acc} batches)": {
         name: calc_accuracy_loader(loader, untrained, device, num_batches=n_acc)
@@ -140,6 +163,15 @@ with torch.no_grad():
         calc_loss_loader(loader, untrained, device, num_batches=n_loss)
         for loader in (train_loader, val_loader, test_loader)]
 before.round(4)
+
+# %% [markdown]
+# With two balanced classes a random head should score near 50%, give or take the noise of a
+# few dozen messages. The book measures 46.25% train, 45.00% validation and 48.75% test on the
+# first 10 batches, and a loss of 2.453, 2.583 and 2.322 on the first 5. With random weights
+# (the offline profile) the accuracy is near 50% too, and the loss comes out lower than the
+# book's. The pretrained model's hidden states are larger, so the random head gives larger
+# logits, and large random logits are often confidently wrong (notebook 4 showed what that
+# costs).
 
 # %% [markdown]
 # ## Fine-tuning
@@ -172,11 +204,18 @@ show_source(train_classifier_simple)
 # `speed.wrap(classifier, "exact")` computes the eleven frozen blocks once per message and
 # reuses their output in every epoch (the same numbers as the book's loop, several times
 # faster; `tests/test_train.py` holds the loop equal to the book's package's own).
-
-# %% [markdown]
+#
 # The training cell starts from a fresh copy of the untrained classifier each time it runs,
 # and sets the seed right before training as the book does, so running it again repeats the
 # same run instead of training further.
+#
+# **Predict first.** The loader cell above printed how many training batches there are, and
+# the profile how many epochs and messages per batch. How many examples will the loop report
+# as seen at the end? Run the cells below to check. The first one prints how long the second
+# takes on this machine.
+
+# %%
+estimate_time(profile.config, "exact", **split_sizes, max_length=train_dataset.max_length)
 
 # %%
 classifier = add_classification_head(base_model)
@@ -190,7 +229,8 @@ train_losses, val_losses, train_accs, val_accs, examples_seen = train_classifier
     progress=True)
 minutes = (time.perf_counter() - start) / 60
 print(f"Training took {minutes:.2f} minutes; {examples_seen:,} examples seen "
-      f"({profile.epochs} epochs x {len(train_loader)} batches x {profile.batch_size}).")
+      f"({profile.epochs} epoch{'s' if profile.epochs != 1 else ''} x {len(train_loader)} batches "
+      f"x {profile.batch_size}).")
 
 # %% [markdown]
 # Accuracy after each epoch (on `eval_iter` batches only, so it moves in coarse steps). The
@@ -207,39 +247,77 @@ pd.DataFrame({"train accuracy": train_accs, "validation accuracy": val_accs},
 #
 # `plot_training` draws the book's two figures, with epochs below and examples seen above,
 # and writes each as PNG and PDF to the profile's `figures_dir`, below `runs/` (so a
-# notebook run never overwrites the figures the README shows).
+# notebook run never overwrites the figures the README shows). How to read them: each
+# accuracy is drawn at the end of the epoch it was measured after (1, 2, ...), not from epoch
+# 0 as in the book, whose plot puts the first epoch's accuracy where the untrained model's
+# would be; the loss points are spread evenly over the run, as in the book (one every
+# `eval_freq` steps, from step 0).
 
 # %%
 loss_figure, accuracy_figure = plot_training(
     train_losses, val_losses, train_accs, val_accs, examples_seen, profile.epochs,
     output_dir=profile.figures_dir)
-print("figures written to", profile.figures_dir)
+print("figures written to", os.path.relpath(profile.figures_dir, project_root()))
 
 # %% [markdown]
 # ## Final accuracy
 #
 # Now on every batch of each split. The book: 97.21% training, 97.32% validation, 95.67%
-# test. With random weights (the offline profile) expect about 93-94% test, and validation
-# *below* test (for example 92.62% against 94.00%).
+# test (145 of 149 and 287 of 300 messages right).
 #
-# Why are validation and test different? Not because anything was tuned on validation: the
-# chapter chooses no setting by watching it. It is sampling noise. The book's numbers are
-# 145 of 149 and 287 of 300 messages right. One validation message is 0.67 points, one
-# test message 0.33 points, and at 95% accuracy the standard error on 300 messages is about
-# 1.2 points: the 95% interval is about ±2.5 points. A gap of 1.7 points is well inside
-# that, and in the offline run it simply points the other way. (If you do choose epochs or
-# settings by validation, as you may when comparing runs in notebook 6, validation does
-# become optimistic; then the test set is the honest number.) The cell prints each
-# accuracy with its interval:
+# How much can such a number move by chance? One validation message is 0.67 points, one test
+# message 0.33 points. These notebooks use one convention for that noise: the 95% interval
+# (Wilson's), printed beside each accuracy. At 95% accuracy on 300 messages it reaches about
+# 2.5 points either side; on 149 messages it is wider; and it never shrinks to nothing at
+# 100%. Two accuracies differ *beyond noise* only when their gap is larger than their two
+# half-widths combined; the cell checks that for validation against test, in this run and in
+# the book's.
+#
+# Why can validation and test differ at all? Not because anything was tuned on validation:
+# the chapter chooses no setting by watching it. It is sampling noise. (If you do choose
+# epochs or settings by validation, as you may when comparing runs in notebook 6, validation
+# does become optimistic; then the test set is the honest number.)
+#
+# The cell evaluates with `runner`, the wrapped classifier of the training cell: the same
+# numbers as `classifier` itself, without computing the frozen blocks again for the messages
+# it has already seen.
+#
+# **Predict first.** Which ends higher on the whole splits, training or validation accuracy?
+# And by more than noise? Run the cells below to check.
 
 # %%
-final = {name: calc_accuracy_loader(loader, classifier, device)
+# the frozen blocks still to compute: the validation messages not yet evaluated, and the test split
+estimate_time(profile.config, "evaluate", train=0, validation=len(val_dataset), test=len(test_dataset),
+              max_length=train_dataset.max_length)
+
+# %%
+final = {name: calc_accuracy_loader(loader, runner, device)
          for name, loader in (("train", train_loader), ("validation", val_loader), ("test", test_loader))}
 sizes = {"train": len(train_loader) * profile.batch_size, "validation": len(val_dataset), "test": len(test_dataset)}
 for name, acc in final.items():
-    print(f"{name.capitalize()} accuracy: {acc * 100:.2f}%  "
-          f"(95% interval about ±{100 * binomial_halfwidth(acc, sizes[name]):.1f} points on {sizes[name]} messages)")
+    print(f"{name.capitalize()} accuracy: {accuracy_with_interval(acc, sizes[name])}")
+for who, val, n_val, test, n_test in (("this run", final["validation"], sizes["validation"], final["test"],
+                                        sizes["test"]), ("the book", 0.9732, 149, 0.9567, 300)):
+    beyond, band = differ_beyond_noise(val, n_val, test, n_test)
+    print(f"Validation minus test, {who}: {100 * (val - test):+.2f} points, "
+          f"{'beyond' if beyond else 'within'} the +-{100 * band:.1f} points of noise.")
 book_note("test accuracy", final["test"], 0.9567, profile, n=sizes["test"])
+
+# %% [markdown]
+# ### Read the run you just made
+#
+# The numbers above, and the lists the training loop returned, say more than the final
+# accuracy. `describe_run` works out from them how far training and validation ended apart
+# (against their noise), whether the per-epoch validation accuracy moved by more than the
+# noise of the few messages it counts, and where the validation loss was lowest. Every
+# sentence below is computed from this run, not written in advance:
+
+# %%
+run_description = describe_run(
+    train_accs, val_accs, val_losses, eval_freq=profile.eval_freq, batches_per_epoch=len(train_loader),
+    messages_per_eval=min(profile.eval_iter * profile.batch_size, len(val_dataset)),
+    final=final, sizes=sizes)
+run_description
 
 # %% [markdown]
 # Accuracy hides which mistakes are made. For a spam filter, flagging a friend's message
@@ -247,7 +325,7 @@ book_note("test accuracy", final["test"], 0.9567, profile, n=sizes["test"])
 # for the spam class, and the confusion matrix, show the two kinds separately:
 
 # %%
-metrics = classification_metrics(test_loader, classifier, device)
+metrics = classification_metrics(test_loader, runner, device)
 print(f"spam precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f}, F1 {metrics['f1']:.3f}")
 pd.DataFrame(metrics["confusion_matrix"],
              index=[f"true {c}" for c in CLASS_NAMES], columns=[f"predicted {c}" for c in CLASS_NAMES])
@@ -256,31 +334,51 @@ pd.DataFrame(metrics["confusion_matrix"],
 # ## Classifying new messages
 #
 # `classify_review` (the book's name) tokenizes a message, pads it to the training length,
-# and returns the label of the larger logit at the last position. With the book's run both
-# examples come out right: the first is spam, the second is not. `gptlib.train.classify_review`
-# can also return probabilities, via `predict_proba`):
+# and returns the label of the larger logit at the last position. `gptlib.train.predict_proba`
+# returns the two probabilities instead; the cell prints P(spam) beside each label. The book's
+# two examples: the first is written as spam, the second is not, and the book's run gets both
+# right. Whether this run does, the output below says.
 
 # %%
 show_source(classify_review)
 
+# %% [markdown]
+# **Predict first.** This classifier scored the accuracy printed above on the test split. Will
+# it label both examples as the book's does? Run the cell below to check.
+
 # %%
 examples = [
-    "You are a winner you have been specially selected to receive $1000 cash or a $2000 award.",
-    "Hey, just wanted to check if we're still on for dinner tonight? Let me know!",
+    ("You are a winner you have been specially selected to receive $1000 cash or a $2000 award.", "spam"),
+    ("Hey, just wanted to check if we're still on for dinner tonight? Let me know!", "not spam"),
 ]
-for text in examples:
-    label = classify_review(text, classifier, tokenizer, device, max_length=train_dataset.max_length)
-    print(f"{label:>9}  <- {text}")
+
+
+def classify_examples(model, max_length):
+    """describe_examples' rows: (text, expected, label from classify_review, P(spam))."""
+    return [(text, expected, classify_review(text, model, tokenizer, device, max_length=max_length),
+             predict_proba(text, model, tokenizer, device, max_length=max_length)[1])
+            for text, expected in examples]
+
+
+describe_examples(classify_examples(classifier, train_dataset.max_length))
 
 # %% [markdown]
+# If the spam example comes out as "not spam" with a low P(spam), look at where it is read:
+# the message is padded to the longest training message, so the last position is a pad, and
+# what the head reads there depends on what the network learned to gather into the pads. With
+# random weights (the offline profile) that is rougher than with pretrained ones. Notebook 8
+# shows this: the head applied at every position of this very message, and what each added
+# pad does to P(spam).
+#
 # A message that is not an SMS at all still gets one of the two labels, sometimes with a
 # confident probability (notebook 1 showed why: there is no third answer). The probability
 # says which class the head prefers, not that the question made sense:
 
 # %%
 for text in ("What is the capital of France?", "Please write me a short poem about the sea."):
-    p_not_spam, p_spam = predict_proba(text, classifier, tokenizer, device, max_length=train_dataset.max_length)
-    print(f"p(spam) = {p_spam:.3f}  <- {text}")
+    probabilities = predict_proba(text, classifier, tokenizer, device, max_length=train_dataset.max_length)
+    label = max(range(len(CLASS_NAMES)), key=probabilities.__getitem__)
+    print(f"{CLASS_NAMES[label]} (P = {probabilities[label]:.3f})  <- {text}")
 
 # %% [markdown]
 # Try your own messages (needs a live Jupyter kernel):
@@ -294,30 +392,48 @@ classify_explorer(classifier, tokenizer, device, max_length=train_dataset.max_le
 # The book saves only the state dict, so loading needs code that rebuilds the same model
 # first. `save_classifier` also stores the model config (with the number of classes) and
 # whatever else is needed to use it: here the padding length, which token is read and the
-# class names. `load_classifier` rebuilds the model from that and returns it in eval mode,
-# with the stored settings.
+# class names. It also stores the settings the classifier was trained with, the data file's
+# checksum and the final accuracies, so that notebook 8 can tell whether this is the run it
+# needs and reuse it instead of training again. `load_classifier` rebuilds the model and
+# returns it in eval mode, with everything stored.
 
 # %%
+settings = {
+    "model_size": profile.config.effective().model_size, "weights": profile.weights,
+    "data_sha256": sha256_of(data_file), "data_file": data_file.name,
+    "epochs": profile.epochs, "lr": profile.lr, "weight_decay": profile.weight_decay,
+    "drop_rate": 0.0, "batch_size": profile.batch_size, "seed": profile.seed,
+    "eval_freq": profile.eval_freq, "eval_iter": profile.eval_iter,
+    # what this notebook's cells did, whatever the profile says about them:
+    "token": "last", "trainable": "last_block", "padding": "max_length", "max_length": None,
+    "train_limit": None, "speed": "exact",
+    "accuracy": final, "test_accuracy": final["test"],  # on whole splits (train, validation, test)
+}
 checkpoint = save_classifier(classifier, profile.work_dir / "classifier.pth",
                              max_length=train_dataset.max_length, token="last",
-                             pad_token_id=train_dataset.pad_token_id, class_names=list(CLASS_NAMES))
-print("saved", checkpoint)
+                             pad_token_id=train_dataset.pad_token_id, class_names=list(CLASS_NAMES),
+                             settings=settings)
+print("saved", os.path.relpath(checkpoint, project_root()))
 
 # %%
 # NBVAL_CHECK_OUTPUT
 reloaded, meta = load_classifier(checkpoint, device=device)
 print("stored with the weights:", sorted(meta))
+print("settings stored:", ", ".join(sorted(meta["settings"])))
 inputs, _ = next(iter(test_loader))
 with torch.no_grad():
     same = torch.equal(reloaded(inputs.to(device)), classifier(inputs.to(device)))
 print("reloaded classifier gives identical logits:", same)
 
+# %% [markdown]
+# The reloaded classifier gives the same labels and probabilities as before saving:
+
 # %%
-for text in examples:
-    print(f"{classify_review(text, reloaded, tokenizer, device, max_length=meta['max_length']):>9}  <- {text}")
+describe_examples(classify_examples(reloaded, meta["max_length"]))
 
 # %% [markdown]
-# The same checkpoint works from the command line:
+# The same checkpoint works from the command line (the path is the book profile's; the save
+# cell above printed this profile's):
 #
 # ```bash
 # python -m gptlib classify runs/notebooks/classifier.pth "You won a prize! Call now" "See you at 6?"
@@ -331,18 +447,18 @@ for text in examples:
 # loss stalls or rises, the model has started to memorize the training messages
 # (overfitting), and more epochs only make it worse. The book's rule of thumb: start with
 # five; if validation gets worse after the first few epochs, use fewer; if it is still
-# improving at the end, use more. The book's five epochs stop about where validation
-# accuracy levels off. In practice: train a little longer than needed, keep the checkpoint
-# with the best validation score, and confirm once on the test set. (Try 10 epochs in
-# notebook 6's lab and watch the validation curve.)
-
-# %%
-best_epoch = max(range(len(val_accs)), key=val_accs.__getitem__) + 1
-print(f"best validation accuracy after epoch {best_epoch} of {len(val_accs)}: {val_accs[best_epoch - 1]:.2%}")
-if len(val_losses) > 1:
-    print(f"validation loss from first to last evaluation: {val_losses[0]:.3f} -> {val_losses[-1]:.3f}")
-
-# %% [markdown]
+# improving at the end, use more. In practice: train a little longer than needed, keep the
+# checkpoint with the best validation score, and confirm once on the test set.
+#
+# Apply the rule to the run above: the description printed under the final accuracies
+# ("Read the run you just made") says where this run's validation loss was lowest, whether its
+# per-epoch validation accuracy moved by more than its noise, and how far training and
+# validation accuracy ended apart. Two cautions when reading it. The per-epoch accuracy counts
+# only `eval_iter` batches (40 messages with the book's settings), so a curve that seems to
+# level off may be flat within noise. And the validation loss is measured on a few batches
+# every `eval_freq` steps, so one low point can be luck. (Try 10 epochs in notebook 6's lab
+# and watch the validation curve.)
+#
 # Two standard brakes on overfitting, both off or small in the book's run:
 #
 # * **Dropout** randomly zeroes activations during training, so the network cannot rely on
@@ -388,7 +504,62 @@ print(f"a weight of 1.0 after one AdamW step without gradient: {weight[0].item()
 print(f"the same decay over 650 steps keeps {(1 - 5e-5 * 0.1) ** 650:.4f} of a weight")
 
 # %% [markdown]
-# To compare settings, rerun this notebook with a changed profile, e.g.
+# ### Dropout against overfitting, measured
+#
+# Does dropout shrink the gap between training and validation here? Two short runs answer it
+# for this profile, on the same data with the same settings, except one: the second has
+# dropout 0.5 in the parts that train. Both use speed "fast" with the settings of its preset
+# (the last real token of messages padded per batch, dropout only where training happens), so
+# their frozen blocks are computed once, shared by the two runs, and kept in the store. That
+# makes them a few minutes together with the real data, and not the chapter's run: compare them
+# with each other, not with the numbers above. `run_finetune` is the chapter in one call (the
+# lab and the command line use it too).
+#
+# **Predict first.** With dropout 0.5, will training accuracy end lower, and will the
+# train-validation gap shrink? Will validation accuracy rise by more than noise? Run the cells
+# below to check.
+
+# %%
+regularisation = {
+    "no dropout": profile.run_config("05-regularisation-baseline", **PRESETS["fast"]),
+    "dropout 0.5": profile.run_config("05-regularisation-dropout", **PRESETS["fast"], drop_rate=0.5),
+}
+fast_runs = {}
+estimate_time(regularisation["no dropout"], "fast", **split_sizes, max_length=train_dataset.max_length)
+
+# %%
+fast_runs["no dropout"] = run_finetune(regularisation["no dropout"], progress=False, verbose=False, save=False)
+print(f"no dropout: {fast_runs['no dropout'].seconds:.0f} s")
+
+# %%
+estimate_time(regularisation["dropout 0.5"], "fast", **split_sizes, max_length=train_dataset.max_length)
+
+# %%
+fast_runs["dropout 0.5"] = run_finetune(regularisation["dropout 0.5"], progress=False, verbose=False, save=False)
+print(f"dropout 0.5: {fast_runs['dropout 0.5'].seconds:.0f} s")
+
+# %%
+table = pd.DataFrame({name: {"train": r.train_accuracy, "validation": r.val_accuracy, "test": r.test_accuracy,
+                             "train - validation": r.train_accuracy - r.val_accuracy}
+                      for name, r in fast_runs.items()}).T
+display((100 * table).round(2))
+for name, r in fast_runs.items():
+    gap = describe_run(r.train_accs, r.val_accs, r.val_losses, eval_freq=profile.eval_freq,
+                       batches_per_epoch=len(train_loader),
+                       messages_per_eval=min(profile.eval_iter * profile.batch_size, len(val_dataset)),
+                       final={"train": r.train_accuracy, "validation": r.val_accuracy}, sizes=sizes)
+    print(f"{name}: {gap.sentences[0]}")
+compare_runs("Dropout 0.5", fast_runs["dropout 0.5"].val_accuracy, "no dropout",
+             fast_runs["no dropout"].val_accuracy, sizes["validation"], what="validation accuracy")
+
+# %% [markdown]
+# Read the two lines and the sentence above together: dropout is meant to lower training
+# accuracy a little and to narrow the gap, and a narrower gap helps only if validation
+# accuracy holds or rises. One short run of each on 149 validation messages can show a
+# change, or show that the change is within noise; repeat with several seeds (notebook 6's
+# lab, or `--seeds 3` on the command line) before you trust a difference of a point or two.
+#
+# To compare other settings, rerun this notebook with a changed profile, e.g.
 # `profile = load_profile(epochs=3)` in the configuration cell, or use the command line:
 #
 # ```bash
@@ -414,10 +585,11 @@ print(f"the same decay over 650 steps keeps {(1 - 5e-5 * 0.1) ** 650:.4f} of a w
 #
 # <details><summary>Answer</summary>
 #
-# There is no evidence of that. It is 4 mistakes in 149 against 13 in 300; with a 95%
-# interval of about ±2.5 points on the test set (and wider on validation), a 1.7-point gap
-# is noise. Nothing in the chapter was tuned on validation, and with random weights the
-# gap goes the other way.
+# There is no evidence of that. It is 4 mistakes in 149 against 13 in 300. The 95% intervals
+# are 93.3-99.0% on validation and 92.7-97.5% on test, and they overlap widely: the final
+# accuracy cell works it out, and the book's 1.65-point gap is within noise. Nothing in the
+# chapter was tuned on validation. The same cell says whether your own run's gap is beyond
+# noise.
 #
 # </details>
 #
@@ -438,8 +610,11 @@ print(f"the same decay over 650 steps keeps {(1 - 5e-5 * 0.1) ** 650:.4f} of a w
 # ## Recap
 #
 # * The book's loop is chapter 5's with examples seen instead of tokens seen and an accuracy check after each epoch; five epochs of AdamW (lr 5e-5) on 7 million weights.
-# * Pretrained gpt2-small reaches 95.67% test (97.32% validation); random weights about 93-94%. On 300 test messages, differences under about 2.5 points are noise.
+# * Pretrained gpt2-small reaches 95.67% test (97.32% validation); random weights about 93-94%. Every accuracy comes with its 95% interval (about 2.5 points either side at 95% on 300 messages), and two runs differ beyond noise only when their gap exceeds the two half-widths combined (about 3.5 points for two such runs); `compare_runs` checks it.
+# * Read the run you made: the train-validation gap, the validation curve against its noise, and the epoch of lowest validation loss (`describe_run`) tell you about overfitting and the number of epochs; dropout and weight decay are the brakes, and one measured comparison beats a rule.
 # * `classify_review` pads a new message like the training data and reads the last position; it always answers with a class, even for questions that are not SMS at all.
 #
-# That completes the chapter: a pretrained GPT-2 turned into a spam filter by replacing one
-# layer and training a small part of the network for a few minutes.
+# That completes the chapter's run: a GPT-2 turned into a spam filter by replacing one layer and
+# training a small part of the network, in the minutes the estimate above the training cell
+# gave for your machine. Notebooks 6 to 9 go further: the experiment lab (6), LoRA (7), inside
+# the trained classifier (8), and the same recipe on a modern model (9).

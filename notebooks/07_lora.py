@@ -8,7 +8,7 @@
 #       format_name: percent
 #       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -213,7 +213,11 @@ print(describe_lora(fresh))
 
 # %% [markdown]
 # The training loader shuffles, so `accuracies` sets the seed before each measurement: both
-# models then see the same first batches.
+# models then see the same first batches. What that costs here (both models, forward only):
+
+# %%
+estimate_time(profile.config, "evaluate", train=2 * 3 * profile.accuracy_batches * profile.batch_size,
+              validation=0, test=0, max_length=train_dataset.max_length)
 
 
 # %%

@@ -8,7 +8,7 @@
 #       format_name: percent
 #       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -28,11 +28,17 @@
 # **Book sections.** Builds on chapter 6, sections 6.6 (why the last token is read), 6.7
 # (fine-tuning) and 6.8 (using the classifier); the baseline is not in the book.
 #
-# **Time.** The notebook fine-tunes one classifier with the profile's settings (or reuses the
-# one it trained before): in the `book` and `offline` profiles that is the chapter's run, about
-# 5 to 15 minutes on a laptop CPU; the views then take a minute or two. With
-# `GPTLIB_PROFILE=smoke` (tiny random model, made-up data) it all takes seconds, and every
-# number it prints is meaningless.
+# **Time:** a few minutes with the real data (the `book` and `offline` profiles) when notebook
+# 5 has run with the same profile: this notebook then reuses the classifier notebook 5 saved,
+# in seconds, and the views take a few minutes (scoring the test split is the longest, about a
+# minute or two). Otherwise it first trains that classifier itself, the chapter's run: about 8
+# to 15 minutes on a laptop CPU. The cells that may take over a minute have a small cell above
+# them that prints the estimate for your machine. With `GPTLIB_PROFILE=smoke` (tiny random
+# model, made-up data) it all takes seconds, and every number it prints is meaningless.
+#
+# **Needs:** notebook 5 run first with the same profile (else this notebook trains its own
+# classifier); notebooks 2 and 4 (padding, the last token) read first. No network beyond what
+# the profile needs (the book profile's gpt2-small weights, downloaded once).
 
 # %% tags=["parameters"]
 from gptlib.notebook import load_profile
@@ -45,6 +51,7 @@ profile_banner(profile)
 
 # %%
 import json
+import os
 
 import pandas as pd
 from IPython.display import display
@@ -52,7 +59,9 @@ from IPython.display import display
 from gptlib import get_tokenizer
 from gptlib.classifier import load_classifier
 from gptlib.finetune import run_finetune
-from gptlib.notebook import profile_device, show_source, spam_data_file
+from gptlib.notebook import profile_device, project_root, show_source, spam_data_file
+from gptlib.study.cost import estimate_time
+from gptlib.study.describe import compare_runs
 from gptlib.study.inspection import (
     NATURAL_SPAM_RATE,
     book_splits,
@@ -67,6 +76,7 @@ from gptlib.study.inspection import (
     threshold_table,
     train_bow_baseline,
 )
+from gptlib.support.files import sha256_of
 from gptlib.train import predict_proba
 
 tokenizer = get_tokenizer()
@@ -76,36 +86,76 @@ print("device:", device)
 # %% [markdown]
 # ## A trained classifier
 #
-# Every view needs a fine-tuned classifier. This cell trains one with the profile's settings
-# through `run_finetune` (the chapter's whole run in one call, with speed "exact": the book's
-# numbers, computed faster) and saves it below the profile's work folder. Run again, it
-# reuses that checkpoint if it was trained with the same settings.
+# Every view needs a fine-tuned classifier with the profile's settings. Notebook 5 saves one
+# (`classifier.pth` in the profile's work folder) together with the settings it was trained
+# with, the data file's checksum and its accuracies. The cell below first looks there, then in
+# this notebook's own run folder (`08/`, from an earlier run of this notebook), and reuses the
+# first classifier whose settings are the ones this notebook needs. Only if there is none does
+# it train one through `run_finetune` (the chapter's whole run in one call, with speed
+# "exact": the book's numbers, computed faster) and save it in `08/`.
+#
+# The estimate below is for that training. When a classifier is reused, the cell takes
+# seconds.
 
 # %%
 data_file = spam_data_file(profile)
-run_dir = profile.work_dir / "08"
-config = profile.run_config("08", data=str(data_file), speed="exact")  # the profile's settings, saved below run_dir
+train_df, val_df, test_df = book_splits(data_file)  # the book's split, the one the run trains on
+config = profile.run_config("08", data=str(data_file), speed="exact")  # the profile's settings, saved in 08/
 wanted = json.loads(json.dumps(vars(config.effective())))
-keys = ("model_size", "weights", "data", "epochs", "lr", "weight_decay", "batch_size", "seed", "token", "trainable")
+keys = ("model_size", "weights", "epochs", "lr", "weight_decay", "drop_rate", "batch_size", "seed",
+        "eval_freq", "eval_iter", "token", "trainable", "padding", "max_length", "train_limit", "speed")
+data_sha256 = sha256_of(data_file)
+estimate_time(config, "exact", train=len(train_df), validation=len(val_df), test=len(test_df))
 
 
-def stored_settings(folder):
-    try:
-        return json.loads((folder / "metrics.json").read_text())["config"]
-    except (OSError, ValueError, KeyError):
+# %%
+def relative(path):
+    """A path as this checkout has it, relative to its root (never the machine's absolute path)."""
+    return os.path.relpath(path, project_root())
+
+
+def from_notebook_5():
+    """Notebook 5's classifier and its accuracies, if it was trained with these settings."""
+    path = profile.work_dir / "classifier.pth"
+    if not path.is_file():
         return None
+    model, meta = load_classifier(path, device=device)
+    stored = meta.get("settings") or {}
+    if stored.get("data_sha256") != data_sha256 or any(stored.get(k) != wanted[k] for k in keys):
+        return None
+    return path, model, meta, stored["accuracy"]
 
 
-stored = stored_settings(run_dir)
-if stored and all(stored.get(k) == wanted[k] for k in keys) and (run_dir / "classifier.pth").is_file():
-    print(f"Reusing the classifier trained earlier with these settings: {run_dir / 'classifier.pth'}")
+def from_this_notebook():
+    """The classifier an earlier run of this notebook saved in 08/, if trained with these settings."""
+    folder = profile.work_dir / "08"
+    try:
+        run = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    stored = run.get("config") or {}
+    if not (folder / "classifier.pth").is_file() or any(stored.get(k) != wanted[k] for k in keys + ("data",)):
+        return None
+    model, meta = load_classifier(folder, device=device)
+    accuracy = {"train": run["train_accuracy"], "validation": run["val_accuracy"], "test": run["test_accuracy"]}
+    return folder / "classifier.pth", model, meta, accuracy
+
+
+found = from_notebook_5()
+if found:
+    print(f"Reusing notebook 5's classifier (the same settings and data): {relative(found[0])}")
 else:
-    run_finetune(config, progress=False, verbose=False)
-classifier, meta = load_classifier(run_dir, device=device)
+    found = from_this_notebook()
+    if found:
+        print(f"Reusing the classifier this notebook trained earlier with these settings: {relative(found[0])}")
+    else:
+        run_finetune(config, progress=False, verbose=False)
+        found = from_this_notebook()
+        print(f"Trained a classifier with the profile's settings and saved it: {relative(found[0])}")
+checkpoint, classifier, meta, reported = found
 max_length = meta["max_length"]
-run_metrics = json.loads((run_dir / "metrics.json").read_text())
 print(f"{profile.model_size}, {profile.weights} weights, {profile.epochs} epoch(s); padded to {max_length} tokens; "
-      f"test accuracy {run_metrics['test_accuracy']:.2%}")
+      f"test accuracy {reported['test']:.2%}")
 
 # %% [markdown]
 # With the `offline` profile the weights under the new head were **random**, not OpenAI's:
@@ -180,6 +230,11 @@ for length in (None, max_length):
 # %%
 show_source(padding_probe)
 
+# %% [markdown]
+# **Predict first.** As pads are added one by one after the spam example, what happens to
+# P(spam) read at the last position, and what happens to it read at the last real token? Run
+# the cells below to check.
+
 # %%
 probe = padding_probe(examples["spam"], classifier, tokenizer, device, max_pads=30)
 figure = plot_padding_probe(probe, title=f"Padding probe: {examples['spam'][:48]}...")
@@ -214,20 +269,32 @@ print(f"read at the last position, P(spam) moves by up to {spread:.4f} between 0
 # %%
 show_source(score_messages)
 
+# %% [markdown]
+# The cell after the next runs the whole model once on each test message, padded to the
+# training length; the next cell prints how long that takes here (counted as a run with no
+# training step).
+
 # %%
-train_df, val_df, test_df = book_splits(data_file)  # the book's split, the one the run trained on
+estimate_time(profile.config, "evaluate", train=len(test_df), validation=0, test=0,
+              max_length=max_length)
+
+# %%
 scores = score_messages(test_df["Text"], test_df["Label"], classifier, tokenizer, device, max_length=max_length,
                         also=("first", "last_real"))
 print(f"{len(scores)} test messages, {int((scores['predicted'] != scores['label']).sum())} misclassified; "
       f"accuracy {(scores['predicted'] == scores['label']).mean():.2%} (the run reported "
-      f"{run_metrics['test_accuracy']:.2%})")
+      f"{reported['test']:.2%})")
 with pd.option_context("display.max_colwidth", 120):
     display(misclassified(scores)[["text", "label", "p_spam", "loss"]].head(10).round(3))
 
 # %% [markdown]
 # The same forward pass also read the head at the first token and at the last real token of
 # every test message (the last position is a pad for every message shorter than the longest
-# training message). Accuracy at each read position, the read-out curve over the whole split:
+# training message). Accuracy at each read position, the read-out curve over the whole split.
+# The head is the same in all three: the one trained on the last position.
+#
+# **Predict first.** Which of the three read positions gives the best test accuracy, and is
+# the first token better than a coin toss? Run the cell below to check.
 
 # %%
 accuracy_by_position = {
@@ -235,16 +302,27 @@ accuracy_by_position = {
     "last real token": ((scores["p_spam_last_real"] > 0.5) == (scores["label"] == 1)).mean(),
     "last position (the book's)": (scores["predicted"] == scores["label"]).mean(),
 }
-pd.Series(accuracy_by_position, name="test accuracy").round(4)
+display(pd.Series(accuracy_by_position, name="test accuracy").round(4))
+n_test = len(scores)
+for a, b in (("last position (the book's)", "last real token"), ("last real token", "first token")):
+    display(compare_runs(f"Reading the {a}", accuracy_by_position[a], f"reading the {b}",
+                         accuracy_by_position[b], n_test))
+compare_runs("Reading the first token", accuracy_by_position["first token"], "a coin toss (50%)", 0.5, n_test)
 
 # %% [markdown]
-# The first token alone is not much better than a guess; the last real token and the last
-# position have seen the whole message. In our offline run (random weights, the real data):
-# 55.67% at the first token, 72.67% at the last real token, 94.00% at the last position.
-# The head was trained on the last position only, which with the book's padding is a pad for
-# most messages (section 2); without pretraining, the last real token's state is not a
-# summary the head can use. (Training the head *on* the last real token, `token="last_real"`,
-# is a different experiment; the lab in notebook 6 runs it.)
+# The sentences above say which differences are beyond noise on these test messages (a coin
+# toss on the same balanced messages is the baseline for the first token). The first token's
+# state has seen one word; the last real token and the last position have seen the whole
+# message. The head was trained on the last position only, which with the book's padding is a
+# pad for most messages (section 2), so the other two readings apply it to states it was never
+# trained on. Where the last real token reads much worse than the last position, the head has
+# learned to read what the pads gathered, not a summary at the last word.
+#
+# This first-token row is **not** the book's exercise 6.3. That exercise *trains* the head on
+# the first token (`token="first"`) and reports 75.00% test with pretrained weights (assignment
+# A01 runs it); here a head trained on the last position is only *read* at the first token.
+# Likewise, training the head on the last real token (`token="last_real"`) is a different
+# experiment; the lab in notebook 6 runs it.
 #
 # Read the texts: in our offline run, the most confident mistakes are spam written like a
 # friend's message ("Hello. We need some posh birds and chaps to user trial prods...", "Money
@@ -306,12 +384,13 @@ bow = train_bow_baseline(train_df, val_df, test_df, units="bpe", seed=profile.se
 comparison = pd.DataFrame({
     "bag of words (this notebook)": {"train": bow.accuracy["train"], "validation": bow.accuracy["validation"],
                                      "test": bow.accuracy["test"]},
-    f"GPT-2, {profile.weights} weights (this notebook)": {
-        "train": run_metrics["train_accuracy"], "validation": run_metrics["val_accuracy"],
-        "test": run_metrics["test_accuracy"]},
+    f"GPT-2, {profile.weights} weights (this notebook)": reported,
     "GPT-2, pretrained (the book)": {"train": 0.9721, "validation": 0.9732, "test": 0.9567},
 }).T
-(comparison * 100).round(2)
+display((comparison * 100).round(2))
+display(compare_runs("The bag of words", bow.accuracy["test"], f"GPT-2 with {profile.weights} weights (this notebook)",
+                     reported["test"], len(test_df)))
+compare_runs("The bag of words", bow.accuracy["test"], "the book's pretrained GPT-2", 0.9567, len(test_df))
 
 # %%
 bow.top_units(12)
@@ -320,16 +399,20 @@ bow.top_units(12)
 # **What this teaches.** On the real data (the `book` and `offline` profiles; smoke's numbers
 # mean nothing) this linear model on token counts, with 4,828 × 2 weights and trained in
 # seconds, reaches 96.67% test accuracy (100.00% train, 98.66% validation), against the
-# book's 95.67% for fine-tuned pretrained GPT-2, and 94.00% test (100.00% train, 92.62%
-# validation) for the same recipe on random weights in our offline run. The difference between 95.67% and 96.67% is three test messages out of 300,
-# well inside the noise of a 300-message test set (about ±1.2 points); other reasonable
-# settings of the baseline land between 96.0% and 97.0%. So on this data set:
+# book's 95.67% for fine-tuned pretrained GPT-2. The two sentences under the table say
+# whether each difference is beyond noise, by the one convention of these notebooks: each
+# accuracy's 95% interval, the two half-widths combined. Against the book, 95.67% and 96.67%
+# are three test messages apart out of 300, within noise (the band is about ±3.2 points for
+# two accuracies near 96% on 300 messages); other reasonable settings of the baseline land
+# between 96.0% and 97.0%. So on this data set:
 #
 # * **Spam is largely a word-level signal.** The heaviest tokens say it: towards spam
 #   " mobile", " text", "tone", " service", pieces of phone numbers and prices; towards ham
 #   "I", "Yeah", "Ok", " coming", "Where", "..." (people writing to people). Order adds little.
-# * **Against random weights, the baseline wins clearly** (96.67% against 94.00%): the
-#   offline profile's 124M parameters learn, from 1,045 messages, less than one linear layer.
+# * **Against this notebook's GPT-2, read the first sentence under the table.** Where the bag
+#   of words ends beyond noise above a GPT-2 trained from random weights (the offline
+#   profile), those 124M parameters learned, from 1,045 messages, less than one linear layer;
+#   where the difference is within noise, this test set cannot rank the two.
 # * **The chapter does not show that fine-tuned GPT-2 is a better spam filter.** It shows
 #   that the recipe (new head, last block trained, last token read) works, and what it
 #   costs. A baseline is what makes an accuracy mean something; report one.
@@ -363,8 +446,9 @@ bow.top_units(12)
 #    better model?
 #
 #    <details><summary>Answer</summary>Not shown: three messages of 300 is within the test
-#    set's noise. What it shows is that this task is easy for word counts, so the test set
-#    cannot tell what pretraining adds.</details>
+#    set's noise (the two accuracies' 95% band is about ±3.2 points). What it shows is that
+#    this task is easy for word counts, so the test set cannot tell what pretraining adds.
+#    </details>
 #
 # ## Recap
 #

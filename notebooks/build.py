@@ -35,6 +35,7 @@ A notebook whose execution fails is left unchanged on disk and the script exits 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -44,7 +45,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # widget_snapshots.py, beside this script
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
-KEEP_NOTEBOOK_METADATA = ("jupytext", "kernelspec")
+KEEP_NOTEBOOK_METADATA = ("jupytext", "kernelspec", "language_info")
+# What JupyterLab writes for the kernel setup.sh installs: stored as it is, so that opening a
+# notebook changes nothing (no "modified" mark, and autosave rewrites nothing).
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 
 def chapter_scripts(names: list[str]) -> list[Path]:
@@ -65,6 +69,31 @@ def chapter_scripts(names: list[str]) -> list[Path]:
 
 def sync(script: Path) -> None:
     subprocess.run([sys.executable, "-m", "jupytext", "--sync", "--quiet", str(script)], check=True)
+
+
+def _js_numbers(value):
+    """JSON as a browser sends it back: whole-number floats become ints (0.0 -> 0)."""
+    if isinstance(value, dict):
+        return {k: _js_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_js_numbers(v) for v in value]
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    return value
+
+
+def as_jupyterlab_saves_it(nb) -> None:
+    """Store the notebook as JupyterLab would save it on opening: the kernelspec it reports, the
+    kernel's ``language_info`` (nbclient records it; a build without a kernel adds this
+    Python's), and the widget state's numbers as the browser writes them. Without this, opening
+    a stored notebook marks it modified, and autosave rewrites the .ipynb and its .py."""
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.metadata.setdefault("language_info", {
+        "codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py", "mimetype": "text/x-python",
+        "name": "python", "nbconvert_exporter": "python", "pygments_lexer": "ipython3",
+        "version": ".".join(map(str, sys.version_info[:3]))})
+    if "widgets" in nb.metadata:
+        nb.metadata["widgets"] = _js_numbers(nb.metadata["widgets"])
 
 
 def strip_outputs(nb) -> None:
@@ -168,6 +197,7 @@ def execute(ipynb: Path, timeout: int, profile: str | None = None) -> None:
         strip_outputs(nb)
     else:
         keep_outputs(nb, profile)
+    as_jupyterlab_saves_it(nb)
     nbformat.write(nb, ipynb)
 
 
@@ -212,6 +242,7 @@ def refresh_sources(ipynb: Path) -> int:
         cell.outputs = outputs
         redrawn += 1
     relative_paths(nb)
+    as_jupyterlab_saves_it(nb)
     nbformat.write(nb, ipynb)
     return redrawn
 

@@ -84,3 +84,15 @@ def test_estimate_time_prints_minutes_here_and_scales_with_epochs():
     assert "minutes here" in five.text() or "seconds here" in five.text()
     fast = estimate_time(profile.config, "fast")
     assert fast.warm_seconds is not None and fast.warm_seconds < fast.seconds and "warm" in fast.text()
+
+
+def test_validation_above_training_beyond_noise_is_not_called_within_noise():
+    d = stored_run(final={"train": 0.55, "validation": 0.90}, sizes={"train": 200, "validation": 149})
+    assert "ends above training" in str(d) and "within" not in str(d).split("\n")[0]
+
+
+def test_an_evaluation_only_cell_counts_one_pass_per_batch():
+    total, warm = run_forwards("evaluate", n_layers=12, train=0, validation=149, test=300, epochs=5, batch_size=8,
+                               eval_freq=50, eval_iter=5)
+    assert total == 57 and warm == 0
+    assert "evaluation only" in estimate_time(load_profile("offline").config, "evaluate").text()

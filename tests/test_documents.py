@@ -156,3 +156,35 @@ def test_add_snapshots_fills_each_view_and_marks_the_stored_state():
     assert "does nothing" in state["run"]["state"]["tooltip"]
     assert "stored copy" in state["status"]["state"]["value"]
     assert "done in 8.1 s" in data["text/html"]  # the rendering shows the run as it ended
+
+
+# --- opening a stored notebook changes nothing -----------------------------------------------------
+
+ALL_NOTEBOOKS = IPYNBS + sorted((ROOT / "notebooks" / "assignments").glob("A[0-9][0-9]_*.ipynb"))
+
+
+def _whole_floats(value) -> list[float]:
+    if isinstance(value, dict):
+        return [f for v in value.values() for f in _whole_floats(v)]
+    if isinstance(value, list):
+        return [f for v in value for f in _whole_floats(v)]
+    return [value] if isinstance(value, float) and value.is_integer() else []
+
+
+@pytest.mark.parametrize("ipynb", ALL_NOTEBOOKS, ids=lambda p: p.stem)
+def test_opening_a_notebook_in_jupyterlab_marks_nothing_modified(ipynb: Path):
+    """JupyterLab fills in what a notebook lacks as soon as it loads it (``language_info``) or its
+    kernel connects (the kernelspec's display name), and writes the widget state's numbers as
+    the browser has them (0.0 as 0): each of these marks the notebook modified, and autosave then
+    rewrites the .ipynb and its .py. Stored as JupyterLab would write them, nothing changes."""
+    sys.path.insert(0, str(ROOT / "notebooks"))
+    try:
+        from build import KERNELSPEC
+    finally:
+        sys.path.pop(0)
+    nb = stored(ipynb)
+    assert nb.metadata.get("kernelspec") == KERNELSPEC
+    assert nb.metadata.get("language_info", {}).get("name") == "python"
+    assert not _whole_floats(nb.metadata.get("widgets", {})), "whole-number floats in the widget state (0.0)"
+    header = ipynb.with_suffix(".py").read_text().split("# ---", 2)[1]
+    assert f"display_name: {KERNELSPEC['display_name']}" in header, f"{ipynb.with_suffix('.py').name}'s header"

@@ -17,6 +17,7 @@ warm". One estimate per kind of run, from one source:
   fast      as exact on shorter, batch-padded rows; the store may hold the
             frozen part already (then only the top's steps are left)
   lora      every step runs all blocks forward and backward (LoRA trains in all)
+  evaluate  no training: every message of the given splits through all blocks once
   ========  ==================================================================
 
 An estimate, not a promise: it is good to a factor of about 1.5 on a quiet machine, and it
@@ -35,7 +36,7 @@ from typing import Any
 
 import torch
 
-KINDS = ("book", "exact", "fast", "lora")
+KINDS = ("book", "exact", "fast", "lora", "evaluate")
 MODEL_EFFICIENCY = 1.0  # a run reaches about the probe's matmul speed (1.1-1.3x in benchmarks/results)
 NEEDED_SHARE = 0.3  # exact/fast: the top block's keys and values at every position, the rest at the read one
 FAST_ROW_SHARE = 0.25  # fast: batch padding and one read position leave about a quarter of exact's work
@@ -69,7 +70,8 @@ class Estimate:
     gflops: float
 
     def text(self) -> str:
-        line = f"The next cell ({self.kind} run): {_duration(self.seconds)} here"
+        what = "evaluation only" if self.kind == "evaluate" else f"{self.kind} run"
+        line = f"The next cell ({what}): {_duration(self.seconds)} here"
         if self.warm_seconds is not None:
             line += f"; {_duration(self.warm_seconds)} when the store of frozen activations is warm"
         return (line + f". Worked out from a probe of this machine ({self.gflops:.0f} GFLOP/s) and the run's "
@@ -89,9 +91,11 @@ def run_forwards(kind: str, *, n_layers: int, train: int, validation: int, test:
     blocks' output is already stored)."""
     if kind not in KINDS:
         raise ValueError(f"Unknown kind of run {kind!r}; choose one of {KINDS}.")
+    final = math.ceil((train + validation + test) / batch_size)  # every split, once, at the end
+    if kind == "evaluate":
+        return final, 0.0
     steps = epochs * max(train // batch_size, 1)
     evals = (steps // max(eval_freq, 1) + 1) * 2 * eval_iter + epochs * 2 * eval_iter  # loss and accuracy
-    final = math.ceil((train + validation + test) / batch_size)  # every split, once, at the end
     top = min(trainable_layers, n_layers) / n_layers  # share of the blocks that train
     if kind == "book":
         return steps * (1 + 2 * top) + evals + final, 0.0

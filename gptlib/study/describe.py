@@ -64,6 +64,11 @@ def describe_run(train_accs: Sequence[float], val_accs: Sequence[float], val_los
                         f"{_points(final['validation'])}: a gap of {100 * gap:.1f} points, more than the "
                         f"±{100 * band:.1f} points of noise. The model fits the messages it trained on better "
                         "than new ones: it overfits a little (idea 9: dropout or weight decay push back).")
+        elif beyond:
+            said.append(f"Validation accuracy ({_points(final['validation'])}) ends above training "
+                        f"({_points(final['train'])}) by {-100 * gap:.1f} points, more than the ±{100 * band:.1f} "
+                        "points of noise: the validation messages happen to be easier for this model, which "
+                        "small splits allow; it is no sign of overfitting.")
         else:
             said.append(f"Training accuracy ends at {_points(final['train'])} and validation at "
                         f"{_points(final['validation'])}: a gap of {100 * gap:+.1f} points, within the "
