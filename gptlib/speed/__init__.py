@@ -35,7 +35,8 @@ from gptlib.speed.reuse import PrefixReuse
 
 __all__ = ["Prepared", "prepare", "speed_blocker", "wrap"]
 
-_WHERE = {"computed": "computed", "memory": "taken from the store in memory", "disk": "taken from the store on disk"}
+_WHERE = {"computed": "computed", "memory": "taken from the store in memory", "disk": "taken from the store on disk",
+          "shared": "taken from the class's shared store"}
 
 
 @dataclass
