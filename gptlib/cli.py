@@ -111,7 +111,7 @@ def _cache(args: argparse.Namespace) -> int:
         return 0
     home = cache_dir()
     print(f"gptlib cache: {home}")
-    for name in ("data", "weights"):
+    for name in ("data", "weights", "bases"):  # bases: base weights mapped by every kernel (speed.mapped)
         folder = home / name
         files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
         print(f"  {name}: {len(files)} file(s), {sum(p.stat().st_size for p in files) / 2**20:,.1f} MiB")
@@ -120,6 +120,11 @@ def _cache(args: argparse.Namespace) -> int:
           f"{store.max_disk_bytes / 2**20:,.0f} MiB (GPTLIB_STORE_DISK_MB) in {store.root}")
     for path in reversed(entries):  # most recently used first
         print(f"    {path.name}  {path.stat().st_size / 2**20:,.1f} MiB")
+    if store.shared is not None:
+        shared = sorted(store.shared.rglob("*.pt")) if store.shared.is_dir() else []
+        print(f"  shared store (read-only, GPTLIB_SHARED_STORE): {store.shared}: "
+              + (f"{len(shared)} file(s), {sum(p.stat().st_size for p in shared) / 2**20:,.1f} MiB"
+                 if store.shared.is_dir() else "not a folder here"))
     return 0
 
 
