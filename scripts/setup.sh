@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.13.0"
 # nbgrader (the assignments' tests) with torch held at the pin, so no resolve can swap in another torch.
-.venv/bin/python -m pip install -q "nbgrader==0.9.6" -c <(echo "torch==2.13.0")
+.venv/bin/python -m pip install -q "nbgrader==0.9.6" "jupyterhub==6.1.1" "configurable-http-proxy==0.4.0" -c <(echo "torch==2.13.0")
 .venv/bin/python -m pip install -q -e ".[notebooks,test,browser]"
 # The book's own package, for equivalence tests and benchmarks only (its dependencies are ours).
 .venv/bin/python -m pip install -q --no-deps "llms-from-scratch==1.0.19"

@@ -149,6 +149,62 @@ def test_a02_settings_are_the_checks():
     assert f"TRAIN_MESSAGES = {a02.TRAIN_MESSAGES}" in source
 
 
+def _points(ipynb: Path) -> tuple[float, float, list[str]]:
+    """(automatic points, manual points, the manual answers' grade_ids) of a notebook."""
+    auto, manual, answers = 0.0, 0.0, []
+    for cell in read(ipynb).cells:
+        grading = cell.metadata.get("nbgrader") or {}
+        if not grading.get("grade"):
+            continue
+        if is_check_cell(cell):
+            auto += grading["points"]
+        else:
+            manual += grading["points"]
+            answers.append(grading["grade_id"])
+    return auto, manual, answers
+
+
+def test_the_guide_has_the_points_a_rubric_and_expected_results_for_every_assignment():
+    guide = (SOURCE / "README.md").read_text()
+    for ipynb in IPYNBS:
+        auto, manual, answers = _points(ipynb)
+        row = next(line for line in guide.splitlines() if line.startswith(f"| `{ipynb.stem}`"))
+        assert row.endswith(f"| {auto:g} / {manual:g} |"), f"the guide's points for {ipynb.stem} are not the notebook's"
+        assert f"| {ipynb.name[:3]} |" in guide and f"{auto:g} + {manual:g} = {auto + manual:g}" in guide
+        assert f"**{ipynb.name[:3]}**" in guide[guide.index("## Rubrics"):], f"no rubric for {ipynb.stem}"
+        assert answers, ipynb.stem
+    for heading in ("## Expected results", "## Rubrics", "not measured here", "Wilson", "python -m gptlib.assignments.expected"):
+        assert heading in guide
+    assert "±0.0" not in guide and "+-0.0" not in guide
+
+
+def test_no_task_text_gives_its_code_and_the_profile_cells_offer_offline():
+    a03 = (SOURCE / "A03_padding_and_position.py").read_text()
+    task = a03[a03.index("## Task 4"):a03.index("def cross_entropy_by_hand")]
+    assert "nll_loss(torch.softmax" not in task and "logits[:, 1] - logits[:, 0]" not in task
+    for script in sorted(SOURCE.glob("A0*.py")):
+        text = script.read_text()
+        assert '"offline"' in text[text.index("# %% tags=[\"parameters\"]"):], script.name
+        assert "five chapter notebooks" not in text, script.name
+
+
+def test_wilson_intervals_are_never_zero_wide():
+    from gptlib.assignments.expected import share, wilson
+
+    for k, n in ((0, 10), (10, 10), (285, 300), (1, 1)):
+        low, high = wilson(k, n)
+        assert 0 <= low < high <= 1 and low <= k / n <= high
+    assert share(285, 300) == {"pct": 95.0, "wilson95": [91.9, 96.9], "n": 300}
+
+
+def test_exercise_61_runs_on_few_messages_and_prints_the_lesson():
+    from gptlib.assignments.a01 import EXERCISE_61_MESSAGES, _pad_facts
+
+    assert EXERCISE_61_MESSAGES <= 200
+    rows = [(torch.tensor([5, 6, 50256, 50256]), 0), (torch.tensor([5, 6, 7, 50256]), 1)]
+    assert _pad_facts(rows) == (1.0, 1.5)
+
+
 # --- the release ---------------------------------------------------------------------------
 
 

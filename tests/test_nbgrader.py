@@ -77,7 +77,7 @@ def make_label_map(categories):
 '''
 
 FAKE_RUNS = {
-    "a01_61_run": 'import copy\nrun_61 = copy.copy(baseline)\nrun_61.config = {**baseline.config, "max_length": 256}\n'
+    "a01_61_run": 'import copy\nrun_61 = copy.copy(baseline)\nrun_61.config = {**baseline.config, "max_length": 256, "train_limit": 200}\n'
                   'run_61.loss = {**baseline.loss, "train": baseline.loss["train"] + 0.1}\nrun_61.name = "6.1"',
     "a01_62_run": 'import copy\nrun_62 = copy.copy(baseline)\nrun_62.config = {**baseline.config, "trainable": "all"}\n'
                   'run_62.loss = {**baseline.loss, "train": baseline.loss["train"] - 0.1}',

@@ -28,8 +28,9 @@ def add_assignments_parser(subparsers: argparse._SubParsersAction) -> argparse.A
     g.add_argument("notebooks", nargs="+", help="submitted notebooks (A01_....ipynb ...), data/ beside them")
     g.add_argument("--source", default=None,
                    help="folder of the source notebooks (default: the checkout's notebooks/assignments)")
-    g.add_argument("--profile", default="smoke", choices=("smoke", "book"),
-                   help="grading profile (default smoke: a tiny model, a class in minutes; book: the real model)")
+    g.add_argument("--profile", default="smoke", choices=("smoke", "offline", "book"),
+                   help="grading profile (default smoke: a tiny model, a class in minutes; offline: the real "
+                        "data, random gpt2-small weights; book: the real model)")
     g.add_argument("--replay", default=None, choices=("full", "measure"),
                    help="how checks verify runs: train them again (full, the default) or measure the model")
     g.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")

@@ -33,9 +33,11 @@ next to them.
 * The cell after each task is a check. It prints a line starting with `OK:` or says what is
   wrong. Checks and the other given cells are locked: changing them changes nothing, since
   grading restores them.
-* `PROFILE = None` runs the book's setup (pretrained gpt2-small, the real data). To try things
-  out quickly and offline, set `PROFILE = "smoke"` (a tiny random model, made-up data).
-  Grading always uses the profile your teacher chooses.
+* `PROFILE = None` runs the book's setup (pretrained gpt2-small, the real data). Without the
+  pretrained weights, set `PROFILE = "offline"` (the real data, gpt2-small-shaped random
+  weights: real numbers of a model that was never pretrained, at the same cost). To try
+  things out in seconds, set `PROFILE = "smoke"` (a tiny random model, made-up data; its
+  numbers mean nothing). Grading always uses the profile your teacher chooses.
 * Run the whole notebook top to bottom (Kernel > Restart and Run All) before you hand it in.
 """
 

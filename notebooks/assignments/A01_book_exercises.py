@@ -34,15 +34,19 @@
 # starting with `OK` or a short message saying what is wrong. The checks and the other given
 # cells are locked. Answers in words go into the cells that say `YOUR ANSWER HERE`.
 #
-# **Time.** With the real model, about 40 to 45 minutes of computing on a recent laptop CPU,
-# 23 of them for exercise 6.1, and two to four times that on an older one (an estimate; see
-# the teacher's guide). With `PROFILE = "smoke"` (a tiny random model, made-up data) the
-# notebook runs in under a minute and the numbers mean nothing, but every step and check is
-# the same.
+# **Time.** With the real model, about 25 minutes of computing on a recent laptop CPU, 12 of
+# them for exercise 6.2 and about 4 for exercise 6.1, and two to four times that on an older
+# one (an estimate; see the teacher's guide). With `PROFILE = "offline"` (the real data,
+# gpt2-small-shaped *random* weights: nothing to download) the runs cost the same and the
+# numbers are real ones, of a model that was never pretrained. With `PROFILE = "smoke"` (a
+# tiny random model, made-up data) the notebook runs in under a minute and the numbers mean
+# nothing, but every step and check is the same.
 
 # %% tags=["parameters"]
 # Your choice for your own work: None reads $GPTLIB_PROFILE (unset: "book", pretrained
-# gpt2-small and the real data); "smoke" is a tiny random model on a small made-up data file.
+# gpt2-small and the real data); "offline" is the real data with gpt2-small-shaped random
+# weights (no download; real numbers of an unpretrained model); "smoke" is a tiny random
+# model on a small made-up data file (seconds; the numbers mean nothing).
 # Grading uses the profile your teacher chooses, whatever this cell says.
 PROFILE = None
 
@@ -107,7 +111,7 @@ def make_classifier(model, num_classes=2):
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "a01_classifier_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# %% nbgrader={"grade": true, "grade_id": "a01_classifier_check", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 import sys
 sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
 from gptlib.assignments.integrity import checks
@@ -148,10 +152,15 @@ print(trainable_summary(make_classifier(base_model)))
 #
 # 1. Write `context_length_of(model)`: the model's context length, read from the model (not
 #    from memory; `model.pos_emb` has one row per position).
-# 2. Train the baseline's classifier with every message padded to that length
-#    (`run_experiment(profile, max_length=...)`) and store the result in `run_61`. With the
-#    real model this is the slow run of the assignment: every message is now 1,024 tokens
-#    long instead of at most 120.
+# 2. Train the baseline's classifier with every message padded to that length, on the first
+#    `EXERCISE_61_MESSAGES` (200) training messages
+#    (`run_experiment(profile, max_length=..., train_limit=...)`), and store the result in
+#    `run_61`. Compare it with `baseline_200` below: the book's padding on the same 200
+#    messages. Every message is now 1,024 tokens long instead of at most 120, so even on 200
+#    messages this run takes a few minutes with the real model. The book trains on all 1,045
+#    messages; that takes about 23 minutes on a laptop CPU (and as long again to grade). If
+#    you have the time, run it too (`train_limit=None`; it is not graded) and compare it with
+#    the book's 78.33%.
 
 # %% nbgrader={"grade": false, "grade_id": "a01_context", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def context_length_of(model):
@@ -167,30 +176,40 @@ from gptlib.assignments.integrity import checks
 checks = checks("a01")
 checks.context_length(context_length_of)
 
+# %% nbgrader={"grade": false, "grade_id": "a01_given_61", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+from gptlib.assignments.a01 import EXERCISE_61_MESSAGES  # 200
+
+baseline_200 = run_experiment(profile, train_limit=EXERCISE_61_MESSAGES, name="baseline, 200 messages")
+
 # %% nbgrader={"grade": false, "grade_id": "a01_61_run", "locked": false, "schema_version": 3, "solution": true, "task": false}
 run_61 = None
 ### BEGIN SOLUTION
-run_61 = run_experiment(profile, max_length=context_length_of(base_model), name="6.1 pad to context")
+run_61 = run_experiment(profile, max_length=context_length_of(base_model), train_limit=EXERCISE_61_MESSAGES,
+                        name="6.1 pad to context, 200 messages")
 ### END SOLUTION
 
-# %% nbgrader={"grade": true, "grade_id": "a01_61_run_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# %% nbgrader={"grade": true, "grade_id": "a01_61_run_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 import sys
 sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
 from gptlib.assignments.integrity import checks
 checks = checks("a01")
-checks.run_61(run_61, baseline)
+checks.run_61(run_61, baseline_200)
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "a01_given_11", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 # **Question 6.1.** In the book's bonus table the accuracy drops from 95.00% to 78.33% when
-# padding to 1,024. Which token does the classifier read, what is at that position for a
-# typical message now, and how far is it from the message's last real token? Why does that
-# make learning harder even though attention can in principle look back at every position?
+# padding to 1,024 (trained on all 1,045 messages). Compare your `run_61` with `baseline_200`.
+# (a) Which token does the classifier read, what is at that position for a typical message
+# now, and how far is it from the message's last real token (the check printed both)?
+# (b) Why does that make learning harder even though attention can in principle look back
+# at every position?
 
-# %% [markdown] nbgrader={"grade": true, "grade_id": "a01_61_answer", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# %% [markdown] nbgrader={"grade": true, "grade_id": "a01_61_answer", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
 # ### BEGIN SOLUTION
-# The classifier reads position -1. With padding to 1,024 that is a pad token for every
+# (a) The classifier reads position -1. With padding to 1,024 that is a pad token for every
 # message, typically about 1,000 positions after the message's last real token (messages
-# average about 30 tokens). The representation at that position is built mostly from
+# average about 30 tokens). `run_61` is typically a few points below `baseline_200` on the
+# same 200 messages (within noise on 300 test messages when the gap is small), as the book's
+# run is below its baseline. (b) The representation at that position is built mostly from
 # hundreds of identical `<|endoftext|>` tokens, so the message's words are a small,
 # diluted share of what attention mixes in; every message's read position looks alike, and
 # only the last block (plus the head) may adapt to dig the signal out. The pretrained model
@@ -211,7 +230,7 @@ run_62 = None
 run_62 = run_experiment(profile, trainable="all", name="6.2 all layers")
 ### END SOLUTION
 
-# %% nbgrader={"grade": true, "grade_id": "a01_62_run_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# %% nbgrader={"grade": true, "grade_id": "a01_62_run_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 import sys
 sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
 from gptlib.assignments.integrity import checks
@@ -223,7 +242,7 @@ checks.run_62(run_62, baseline)
 # training all layers. Compare the training time and the training loss of your two runs.
 # Why is the book's choice of training only the top of the model a reasonable default?
 
-# %% [markdown] nbgrader={"grade": true, "grade_id": "a01_62_answer", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# %% [markdown] nbgrader={"grade": true, "grade_id": "a01_62_answer", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
 # ### BEGIN SOLUTION
 # Training every layer fits the training data better (lower training loss) but the test
 # accuracy hardly moves, while each step costs more: gradients flow through all twelve
@@ -248,7 +267,7 @@ run_63 = None
 run_63 = run_experiment(profile, token="first", name="6.3 first token")
 ### END SOLUTION
 
-# %% nbgrader={"grade": true, "grade_id": "a01_63_run_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# %% nbgrader={"grade": true, "grade_id": "a01_63_run_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 import sys
 sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
 from gptlib.assignments.integrity import checks
@@ -261,7 +280,7 @@ checks.run_63(run_63, baseline)
 # token can give at most that many different answers, and why the accuracy falls to about
 # 75%.
 
-# %% [markdown] nbgrader={"grade": true, "grade_id": "a01_63_answer", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# %% [markdown] nbgrader={"grade": true, "grade_id": "a01_63_answer", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
 # ### BEGIN SOLUTION
 # The causal mask lets each position attend only to itself and earlier positions. The first
 # position therefore sees nothing but the first token: its output is a function of that one
@@ -308,7 +327,7 @@ run_head = run_experiment(profile, trainable="head", name="head only")
 run_no_norm = run_experiment(profile, adjust=freeze_final_norm, name="last block, norm frozen")
 ### END SOLUTION
 
-# %% nbgrader={"grade": true, "grade_id": "a01_trains_runs_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# %% nbgrader={"grade": true, "grade_id": "a01_trains_runs_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 import sys
 sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
 from gptlib.assignments.integrity import checks
@@ -322,7 +341,7 @@ checks.what_trains(run_head, run_no_norm, baseline)
 # head: what does it do to the features the head sees, and why might training it (1,536
 # parameters) matter although it is tiny? Use your three runs.
 
-# %% [markdown] nbgrader={"grade": true, "grade_id": "a01_trains_answer", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# %% [markdown] nbgrader={"grade": true, "grade_id": "a01_trains_answer", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
 # ### BEGIN SOLUTION
 # Pretraining made the top layers predict the next token; their output at the last position
 # is tuned to that job, not to separating spam from ham, and a single linear head on frozen
@@ -339,11 +358,13 @@ checks.what_trains(run_head, run_no_norm, baseline)
 # ## All runs side by side
 #
 # The last column is the book's test accuracy for the same setting (its bonus table, whose
-# baseline is 95.00%). With the smoke profile the accuracies are meaningless; the training
-# losses still show the directions the checks test.
+# baseline is 95.00%). The book's 6.1 (78.33%) trained on all 1,045 messages, so it has no
+# counterpart here; compare `run_61` with `baseline, 200 messages`. With the offline profile
+# (random weights) expect a few points less than the book where pretraining matters; with the
+# smoke profile the accuracies are meaningless, and the training losses still show the
+# directions the checks test.
 
 # %% nbgrader={"grade": false, "grade_id": "a01_given_19", "locked": true, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
-BOOK_TEST_ACCURACY = {"baseline": 95.00, "6.1 pad to context": 78.33, "6.2 all layers": 96.67,
-                      "6.3 first token": 75.00, "head only": 72.00}
-compare_runs({run.name: run for run in (baseline, run_61, run_62, run_63, run_head, run_no_norm)
+BOOK_TEST_ACCURACY = {"baseline": 95.00, "6.2 all layers": 96.67, "6.3 first token": 75.00, "head only": 72.00}
+compare_runs({run.name: run for run in (baseline, baseline_200, run_61, run_62, run_63, run_head, run_no_norm)
               if run is not None}, reference=BOOK_TEST_ACCURACY).round(3)

@@ -36,11 +36,15 @@
 # **Time.** With the real model, about 5 minutes of computing on a recent laptop CPU,
 # two to four times that on an older one (an estimate; see the teacher's guide). With
 # `PROFILE = "smoke"` it runs in under a minute; the numbers then come from a tiny random
-# model, the steps are the same.
+# model, the steps are the same. `PROFILE = "offline"` (the real data, gpt2-small-shaped
+# random weights, nothing to download) costs what the real model costs and gives real
+# numbers of an unpretrained model.
 
 # %% tags=["parameters"]
 # Your choice for your own work: None reads $GPTLIB_PROFILE (unset: "book", pretrained
-# gpt2-small and the real data); "smoke" is a tiny random model on a small made-up data file.
+# gpt2-small and the real data); "offline" is the real data with gpt2-small-shaped random
+# weights (no download; real numbers of an unpretrained model); "smoke" is a tiny random
+# model on a small made-up data file (seconds; the numbers mean nothing).
 # Grading uses the profile your teacher chooses, whatever this cell says.
 PROFILE = None
 
@@ -91,7 +95,7 @@ def majority_accuracy(labels):
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "a04_shares_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# %% nbgrader={"grade": true, "grade_id": "a04_shares_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 import sys
 sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
 from gptlib.assignments.integrity import checks
@@ -117,7 +121,7 @@ run_unbalanced = run_experiment(profile, train=train_df, validation=val_df, test
                                 max_length=MAX_LENGTH, name="trained unbalanced")
 ### END SOLUTION
 
-# %% nbgrader={"grade": true, "grade_id": "a04_unbalanced_run_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# %% nbgrader={"grade": true, "grade_id": "a04_unbalanced_run_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 import sys
 sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
 from gptlib.assignments.integrity import checks
@@ -163,7 +167,7 @@ def precision_recall_f1(predictions, labels, positive=1):
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "a04_prf_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
+# %% nbgrader={"grade": true, "grade_id": "a04_prf_check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false} deletable=false editable=false
 import sys
 sys.modules.pop("gptlib.assignments.integrity", None)  # the checks, imported afresh
 from gptlib.assignments.integrity import checks
@@ -214,7 +218,7 @@ pd.DataFrame(table).T.round(4)
 # 3. For a spam filter that moves messages out of a user's inbox, which metric matters most
 #    to the user, and would you balance the training data?
 
-# %% [markdown] nbgrader={"grade": true, "grade_id": "a04_answer", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
+# %% [markdown] nbgrader={"grade": true, "grade_id": "a04_answer", "locked": false, "points": 6, "schema_version": 3, "solution": true, "task": false}
 # ### BEGIN SOLUTION
 # 1. About 87% of the test messages are not spam, so answering "not spam" always is already
 #    87% accurate while catching no spam at all. Both models sit between that and 100%, and
