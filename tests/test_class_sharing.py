@@ -149,3 +149,20 @@ def test_the_teachers_warm_up_serves_a_students_first_run_from_the_shared_store(
     assert "taken from the class's shared store" in student.stdout
     assert _snapshot(shared) == before
     assert not (tmp_path / "student" / "bases").exists()  # the class's base file was mapped instead
+
+
+def test_a_grading_process_never_reads_a_shared_store(tmp_path):
+    """A grader's kernel was started with GPTLIB_GRADING_PROFILE: a shared store named in its
+    environment (which a student may have pointed at a folder they write) is not read, and
+    unsetting the profile from inside the kernel does not change that."""
+    code = ("import os; from gptlib.speed.store import shared_folder; from gptlib.speed import mapped; "
+            "os.environ.pop('GPTLIB_GRADING_PROFILE'); print(shared_folder(), mapped.shared_copy('x.pt'))")
+    (tmp_path / "bases").mkdir()
+    (tmp_path / "bases" / "x.pt").write_bytes(b"planted")
+    env = {**os.environ, "GPTLIB_SHARED_STORE": str(tmp_path)}
+    graded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**env, "GPTLIB_GRADING_PROFILE": "smoke"})
+    assert graded.stdout.split() == ["None", "None"], graded.stderr
+    student = subprocess.run([sys.executable, "-c", code.replace("os.environ.pop('GPTLIB_GRADING_PROFILE'); ", "")],
+                             capture_output=True, text=True, timeout=120, env=env)
+    assert student.stdout.split() == [str(tmp_path), str(tmp_path / "bases" / "x.pt")], student.stderr

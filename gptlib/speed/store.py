@@ -45,6 +45,7 @@ from typing import Any
 
 import torch
 
+from gptlib.support.environ import grading
 from gptlib.support.files import atomic_path, cache_dir
 from gptlib.support.fingerprint import tensor_bytes as _tensor_bytes
 from gptlib.support.fingerprint import weights_fingerprint  # noqa: F401  (part of the store's key)
@@ -351,7 +352,10 @@ def store_folder() -> Path:
 
 
 def shared_folder() -> Path | None:
-    """The class's read-only shared store, ``$GPTLIB_SHARED_STORE`` (None when unset)."""
+    """The class's read-only shared store, ``$GPTLIB_SHARED_STORE`` (None when unset). A
+    grading process never reads one: a student could have named a folder they write."""
+    if grading():
+        return None
     folder = os.environ.get(SHARED_ENV, "").strip()
     return Path(folder).expanduser() if folder else None
 
