@@ -102,6 +102,8 @@ def _cache(args: argparse.Namespace) -> int:
     from gptlib.speed.store import default_store
     from gptlib.support.files import cache_dir
 
+    if args.action == "warm":
+        return _cache_warm(args)
     store = default_store()
     if args.action == "clear":
         removed = store.clear()
@@ -109,7 +111,7 @@ def _cache(args: argparse.Namespace) -> int:
         return 0
     home = cache_dir()
     print(f"gptlib cache: {home}")
-    for name in ("data", "weights"):
+    for name in ("data", "weights", "bases"):  # bases: base weights mapped by every kernel (speed.mapped)
         folder = home / name
         files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
         print(f"  {name}: {len(files)} file(s), {sum(p.stat().st_size for p in files) / 2**20:,.1f} MiB")
@@ -118,6 +120,40 @@ def _cache(args: argparse.Namespace) -> int:
           f"{store.max_disk_bytes / 2**20:,.0f} MiB (GPTLIB_STORE_DISK_MB) in {store.root}")
     for path in reversed(entries):  # most recently used first
         print(f"    {path.name}  {path.stat().st_size / 2**20:,.1f} MiB")
+    if store.shared is not None:
+        shared = sorted(store.shared.rglob("*.pt")) if store.shared.is_dir() else []
+        print(f"  shared store (read-only, GPTLIB_SHARED_STORE): {store.shared}: "
+              + (f"{len(shared)} file(s), {sum(p.stat().st_size for p in shared) / 2**20:,.1f} MiB"
+                 if store.shared.is_dir() else "not a folder here"))
+    return 0
+
+
+def _cache_warm(args: argparse.Namespace) -> int:
+    """The teacher's warm-up: a run's frozen activations computed once into ``--into``, which
+    students' kernels then read with GPTLIB_SHARED_STORE (never writing it)."""
+    from pathlib import Path
+
+    from gptlib.finetune import run_finetune
+    from gptlib.train import StopTraining
+
+    if not args.into:
+        raise ValueError("cache warm needs --into FOLDER: the shared store students will read.")
+    into = Path(args.into).expanduser().resolve()
+    os.environ["GPTLIB_STORE_DIR"] = str(into)  # this process's own store is the class's shared one
+    os.environ["GPTLIB_BASES_DIR"] = str(into / "bases")  # and the base weights, mapped by every kernel
+    os.environ.pop("GPTLIB_SHARED_STORE", None)
+    given = {f.name: getattr(args, f.name) for f in setting_fields() if hasattr(args, f.name)}
+    given = {"speed": "exact", **given, "output": str(into / ".warm-run"), "figures": None}
+    cfg = FinetuneConfig.preset("fast", **given) if given["speed"] == "fast" else FinetuneConfig(**given)
+
+    def stop_at_first_step(event) -> None:
+        raise StopTraining  # the activations are in the store before the first step
+
+    run_finetune(cfg, callback=stop_at_first_step, progress=False, verbose=False, save=False)
+    entries = sorted(into.rglob("*.pt"))
+    print(f"warmed {into}: {len(entries)} set(s), {sum(p.stat().st_size for p in entries) / 2**20:,.1f} MiB "
+          f"(speed {cfg.speed}, {cfg.model_size}, {cfg.weights} weights). Students' kernels read it with "
+          f"GPTLIB_SHARED_STORE={into}; make it readable, not writable, for them.")
     return 0
 
 
@@ -211,8 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--timeout", type=_positive_seconds, default=None, metavar="SECONDS",
                     help="seconds each download waits for the server (default: GPTLIB_DOWNLOAD_TIMEOUT, else 60)")
     cache = sub.add_parser("cache", help="what gptlib keeps on disk (data, weights, frozen activations)")
-    cache.add_argument("action", choices=["info", "clear"],
-                       help="info: sizes and folders; clear: remove the stored frozen activations")
+    cache.add_argument("action", choices=["info", "clear", "warm"],
+                       help="info: sizes and folders; clear: remove the stored frozen activations; warm: "
+                            "compute a run's frozen activations once into --into (a class's shared store)")
+    cache.add_argument("--into", metavar="FOLDER", help="warm: the shared store to fill (students: GPTLIB_SHARED_STORE)")
+    add_setting_flags(cache)
     add_assignments_parser(sub)
     return parser
 

@@ -16,12 +16,11 @@ ends up in a release or a submission.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from gptlib.notebook import PROFILES, Profile, load_profile, profile_device, smoke_data_file
+from gptlib.support.environ import GRADING_ENV, started_environ
 from gptlib.support.files import cache_dir
 
-GRADING_ENV = "GPTLIB_GRADING_PROFILE"
 REPLAY_ENV = "GPTLIB_GRADING_REPLAY"  # "full" (default) or "measure"
 ASSIGNMENTS = ("A01", "A02", "A03", "A04", "A05")
 
@@ -30,16 +29,6 @@ ASSIGNMENTS = ("A01", "A02", "A03", "A04", "A05")
 _SMOKE = {"epochs": 2, "lr": 1e-3}
 _BOOK = {"A02": {"epochs": 10, "eval_freq": 10},  # 25 steps per epoch on 200 messages, 250 in all
          "A05": {"epochs": 10, "eval_freq": 5}}  # a small data set: more, shorter epochs
-
-
-def started_environ() -> dict[str, str]:
-    """The environment this process started with (Linux), else the current one."""
-    try:
-        raw = Path("/proc/self/environ").read_bytes()
-    except OSError:
-        return dict(os.environ)
-    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
-    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
 
 
 def grading_profile_name() -> str | None:

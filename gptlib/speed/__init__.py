@@ -30,12 +30,14 @@ from torch.utils.data import Sampler
 
 from gptlib.speed.batching import LengthGroupedBatchSampler
 from gptlib.speed.cached import CachedClassifier, wrap_for_speed
+from gptlib.speed.kernels import bf16_choice
 from gptlib.speed.plan import estimate_cache_bytes, speed_blocker
 from gptlib.speed.reuse import PrefixReuse
 
 __all__ = ["Prepared", "prepare", "speed_blocker", "wrap"]
 
-_WHERE = {"computed": "computed", "memory": "taken from the store in memory", "disk": "taken from the store on disk"}
+_WHERE = {"computed": "computed", "memory": "taken from the store in memory", "disk": "taken from the store on disk",
+          "shared": "taken from the class's shared store"}
 
 
 @dataclass
@@ -105,6 +107,8 @@ def prepare(model: nn.Module, cfg: Any, datasets: Sequence, *, device: torch.dev
         say(f"Speed '{cfg.speed}': {runner.plan.explain(cfg.token)}\n"
             f"Kept activations need about {need / 2**20:,.0f} MiB ({runner.cache_dtype}); "
             f"limit {runner.max_cache_bytes / 2**30:.1f} GiB.")
+        if cfg.speed == "fast":
+            say(bf16_choice(device))
         if runner.plan.reuse_on():
             began = time.perf_counter()
             runner.warm_up(datasets, token=cfg.token, progress=progress)

@@ -28,6 +28,7 @@ from gptlib.classifier import add_classification_head, set_dropout
 from gptlib.model import GPTModel, get_config
 from gptlib.models import canonical_name, is_open_model
 from gptlib.models.hf_weights import open_base, weights_file
+from gptlib.speed import mapped
 
 _lock = threading.Lock()
 _cached: dict[str, object] = {}  # {"key": ..., "model": GPTModel, "stamp": ...}
@@ -59,17 +60,41 @@ def shared_base(model_size: str, weights: str = "pretrained", seed: int = 123,
         _cached.clear()  # one base at a time: gpt2-xl alone is 6 GB
         if is_open_model(model_size):  # Qwen3, Llama 3.2 (no dropout to switch off)
             model = open_base(model_size, weights, seed, progress=progress, timeout=timeout)
-        elif weights == "pretrained":
-            model = GPTModel.from_pretrained(model_size, drop_rate=0.0, progress=progress, timeout=timeout)
         else:
-            torch.manual_seed(seed)
-            model = GPTModel(get_config(model_size, drop_rate=0.0))
+            model = _gpt2_base(model_size, weights, seed, progress, timeout)
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
         # the key after loading: a download made just now is part of it
         _cached.update(key=_key(model_size, weights, seed), model=model, stamp=_stamp(model))
         return model
+
+
+def _gpt2_base(model_size: str, weights: str, seed: int, progress: bool, timeout: float | None) -> GPTModel:
+    """GPT-2's base: OpenAI's weights, or random ones made right after ``torch.manual_seed(seed)``;
+    mapped from one file that every process on the machine shares (:mod:`gptlib.speed.mapped`)."""
+    cfg = get_config(model_size, drop_rate=0.0)
+
+    def make() -> GPTModel:
+        if weights == "pretrained":
+            return GPTModel.from_pretrained(model_size, drop_rate=0.0, progress=progress, timeout=timeout)
+        torch.manual_seed(seed)
+        return GPTModel(cfg)
+
+    if not mapped.mapping_on():
+        return make()
+    if weights == "pretrained":
+        source = weights_file(model_size)
+        if not source.is_file():  # not downloaded yet: download (and convert) first
+            model = make()
+            source = weights_file(model_size)
+            if not source.is_file():
+                return model
+        stat = source.stat()
+        key = f"pretrained:{source.name}:{stat.st_size}:{stat.st_mtime_ns}"
+    else:
+        key = f"random:seed{seed}"
+    return mapped.mapped_model(mapped.base_file(model_size, cfg, key), make, lambda: GPTModel(cfg))
 
 
 def base_model(model_size: str, weights: str = "pretrained", drop_rate: float = 0.0, seed: int = 123,

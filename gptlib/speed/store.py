@@ -18,6 +18,14 @@ activations: a truncated or corrupt file is detected, deleted and recomputed. Me
 are bounded (``GPTLIB_STORE_RAM_MB``, ``GPTLIB_STORE_DISK_MB``), least recently used first out.
 A disk that cannot be written (read-only, full) leaves the store working in memory, with one
 line saying so. Two processes can share the folder: each file appears whole or not at all.
+
+**A class's shared store.** A teacher computes the entries once (``python -m gptlib cache warm
+--into FOLDER``) into a folder the students can read but not write, and every student's kernel
+names it in ``GPTLIB_SHARED_STORE``. It is read after the student's own store, mapped from the
+file (``mmap``: N kernels share one copy in the page cache), checked against its sha256, and
+never written, touched or deleted. A shared store that is missing, or an entry that is damaged,
+is skipped with one line; a stale one is never found (its key differs). Each student's own
+entries go to their own ``$GPTLIB_HOME``. Graders never read it (``gptlib.assignments``).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from typing import Any
 
 import torch
 
+from gptlib.support.environ import grading
 from gptlib.support.files import atomic_path, cache_dir
 from gptlib.support.fingerprint import tensor_bytes as _tensor_bytes
 from gptlib.support.fingerprint import weights_fingerprint  # noqa: F401  (part of the store's key)
@@ -45,6 +54,7 @@ FORMAT = 2
 ENTRY_NAME = re.compile(r"[0-9a-f]{32}\.pt")
 DEFAULT_RAM_MB = 2048
 DEFAULT_DISK_MB = 4096
+SHARED_ENV = "GPTLIB_SHARED_STORE"
 
 
 def set_digest(prefix: dict[str, Any], messages: Iterable[tuple[int, ...]]) -> str:
@@ -100,15 +110,17 @@ class ActivationStore:
     on disk (LRU by last use, ``max_disk_bytes``). ``root=None``: memory only."""
 
     def __init__(self, root: str | Path | None, max_ram_bytes: int, max_disk_bytes: int,
-                 say=print):
+                 say=print, shared: str | Path | None = None):
         self.root = Path(root) if root is not None else None
+        self.shared = Path(shared) if shared else None  # read-only: never written, touched or deleted
+        self._shared_skipped: set[str] = set()  # keys (or "folder") already reported once
         self.max_ram_bytes = max_ram_bytes
         self.max_disk_bytes = max_disk_bytes
         self._say = say
         self._ram: OrderedDict[str, ActivationSet] = OrderedDict()
         self._lock = threading.Lock()
         self.disk_off_reason: str | None = None if root is not None else "no folder given"
-        self.stats = {"ram_hits": 0, "disk_hits": 0, "misses": 0, "corrupt": 0}
+        self.stats = {"ram_hits": 0, "disk_hits": 0, "shared_hits": 0, "misses": 0, "corrupt": 0}
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, key: str) -> tuple[ActivationSet, str] | None:
@@ -119,13 +131,15 @@ class ActivationStore:
                 self._ram.move_to_end(key)
                 self.stats["ram_hits"] += 1
                 return found, "memory"
-        loaded = self._load(key)
+        loaded, where = self._load(key), "disk"
+        if loaded is None:
+            loaded, where = self._load_shared(key), "shared"
         if loaded is None:
             self.stats["misses"] += 1
             return None
-        self.stats["disk_hits"] += 1
+        self.stats[f"{where}_hits"] += 1
         self._remember(key, loaded)
-        return loaded, "disk"
+        return loaded, where
 
     def _path(self, key: str) -> Path:
         assert self.root is not None
@@ -136,18 +150,7 @@ class ActivationStore:
             return None
         path = self._path(key)
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-            if payload.get("format") != FORMAT or payload.get("key") != key:
-                raise ValueError("not an entry of this store's format and key")
-            lengths = payload["lengths"].tolist()
-            flat = payload["ids"].tolist()
-            messages, start = [], 0
-            for n in lengths:
-                messages.append(tuple(flat[start: start + n]))
-                start += n
-            found = ActivationSet(messages, payload["slab"])
-            if found.checksum() != payload["sha256"]:
-                raise ValueError("its activations do not match their sha256")
+            found = _read_entry(path, key)
         except FileNotFoundError:
             return None
         except Exception as err:  # truncated, corrupt, another format: recompute, never use
@@ -164,6 +167,29 @@ class ActivationStore:
         except OSError:
             pass
         return found
+
+    def _load_shared(self, key: str) -> ActivationSet | None:
+        """The entry from the read-only shared store, mapped from its file; None (with one line,
+        once) where the folder is missing or the entry damaged. Nothing there is ever changed."""
+        if self.shared is None or key in self._shared_skipped:
+            return None
+        if not self.shared.is_dir():
+            if "folder" not in self._shared_skipped:
+                self._shared_skipped.add("folder")
+                self._say(f"Shared store {self.shared} (GPTLIB_SHARED_STORE) is not a folder here; skipped, "
+                          "so the frozen activations are computed for you.")
+            return None
+        path = self.shared / f"{key}.pt"
+        try:
+            return _read_entry(path, key, mmap=True)
+        except FileNotFoundError:
+            return None
+        except Exception as err:  # damaged: never trusted, never written, never deleted
+            self._shared_skipped.add(key)
+            self.stats["corrupt"] += 1
+            self._say(f"Shared store: {path.name} is unreadable ({type(err).__name__}); skipped (the shared "
+                      "copy is left as it is), so the frozen activations are computed for you.")
+            return None
 
     # -- writing ---------------------------------------------------------------------------
     def put(self, key: str, found: ActivationSet, meta: dict[str, Any] | None = None) -> None:
@@ -275,6 +301,24 @@ class ActivationStore:
         return removed
 
 
+def _read_entry(path: Path, key: str, mmap: bool = False) -> ActivationSet:
+    """One entry from its file, checked: format, key and the activations' sha256. ``mmap``:
+    the activations stay pages of the file (shared by every process that maps it)."""
+    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    if payload.get("format") != FORMAT or payload.get("key") != key:
+        raise ValueError("not an entry of this store's format and key")
+    lengths = payload["lengths"].tolist()
+    flat = payload["ids"].tolist()
+    messages, start = [], 0
+    for n in lengths:
+        messages.append(tuple(flat[start: start + n]))
+        start += n
+    found = ActivationSet(messages, payload["slab"])
+    if found.checksum() != payload["sha256"]:
+        raise ValueError("its activations do not match their sha256")
+    return found
+
+
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -307,11 +351,21 @@ def store_folder() -> Path:
     return Path(folder).expanduser() if folder else cache_dir() / "activations"
 
 
+def shared_folder() -> Path | None:
+    """The class's read-only shared store, ``$GPTLIB_SHARED_STORE`` (None when unset). A
+    grading process never reads one: a student could have named a folder they write."""
+    if grading():
+        return None
+    folder = os.environ.get(SHARED_ENV, "").strip()
+    return Path(folder).expanduser() if folder else None
+
+
 def default_store() -> ActivationStore:
-    """This process's store (made on first use, under :func:`store_folder`)."""
+    """This process's store (made on first use, under :func:`store_folder`, reading the shared
+    store of :func:`shared_folder` after its own)."""
     global _default
     with _default_lock:
-        if _default is None or _default.root != store_folder():
+        if _default is None or _default.root != store_folder() or _default.shared != shared_folder():
             _default = ActivationStore(store_folder(), _env_mb("GPTLIB_STORE_RAM_MB", DEFAULT_RAM_MB),
-                                       _env_mb("GPTLIB_STORE_DISK_MB", DEFAULT_DISK_MB))
+                                       _env_mb("GPTLIB_STORE_DISK_MB", DEFAULT_DISK_MB), shared=shared_folder())
         return _default
