@@ -26,11 +26,11 @@
 # **Book sections.** Chapter 6, sections 6.6 (loss and accuracy before training), 6.7
 # (fine-tuning on supervised data) and 6.8 (using the LLM as a spam classifier).
 #
-# **Time:** with the real data (the `book` and `offline` profiles) about 15 to 25 minutes on a
-# laptop CPU. The training cell alone takes about 8 to 15 (about 8 on a quiet 2-core machine,
-# longer on a busy one), the two short dropout runs a few more, and the evaluation cells a
-# minute or two each. Every cell that may take over a minute has a small cell above it that
-# prints the estimate for your machine. The book reports about 5 minutes of training on an M3
+# **Time:** with the real data (the `book` and `offline` profiles) from about 20 minutes on a
+# quiet 2-core machine (the training cell about 8 of them) to about 45 on a busy one: the stored
+# copy was built on a busy one, where training took 21 minutes and the two dropout runs 15
+# together. Every cell that may take over a minute has a small cell above it that prints the
+# estimate for your machine, worked out when it runs. The book reports about 5 minutes of training on an M3
 # MacBook Air and under half a minute on a data-centre GPU. With `GPTLIB_PROFILE=smoke` (tiny
 # random model, 1 epoch, made-up data) it all takes seconds and the accuracies are meaningless;
 # the steps are the same.
@@ -511,7 +511,8 @@ print(f"the same decay over 650 steps keeps {(1 - 5e-5 * 0.1) ** 650:.4f} of a w
 # dropout 0.5 in the parts that train. Both use speed "fast" with the settings of its preset
 # (the last real token of messages padded per batch, dropout only where training happens), so
 # their frozen blocks are computed once, shared by the two runs, and kept in the store. That
-# makes them a few minutes together with the real data, and not the chapter's run: compare them
+# makes them a few minutes together with the real data on a quiet machine (the cells above
+# each say what they cost on yours), and not the chapter's run: compare them
 # with each other, not with the numbers above. `run_finetune` is the chapter in one call (the
 # lab and the command line use it too).
 #

@@ -30,8 +30,8 @@
 #
 # **Time:** a few minutes with the real data (the `book` and `offline` profiles) when notebook
 # 5 has run with the same profile: this notebook then reuses the classifier notebook 5 saved,
-# in seconds, and the views take a few minutes (scoring the test split is the longest, about a
-# minute or two). Otherwise it first trains that classifier itself, the chapter's run: about 8
+# in seconds, and the views take a minute or two (scoring the test split is the longest: its
+# cell prints the estimate for your machine). Otherwise it first trains that classifier itself, the chapter's run: about 8
 # to 15 minutes on a laptop CPU. The cells that may take over a minute have a small cell above
 # them that prints the estimate for your machine. With `GPTLIB_PROFILE=smoke` (tiny random
 # model, made-up data) it all takes seconds, and every number it prints is meaningless.

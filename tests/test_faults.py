@@ -74,10 +74,17 @@ def _can_make_read_only(tmp_path: Path) -> bool:
     return result.returncode != 0
 
 
+def _sigint_as_a_terminal_sends_it() -> None:
+    """In the child: Ctrl-C's default action. A suite started in the background (``cmd &`` in a
+    script) runs with SIGINT ignored, which every child would inherit, and then never stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def gptlib_process(*args: str, env: dict | None = None, cwd: Path | None = None, **kw) -> subprocess.Popen:
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "gptlib", *map(str, args)], cwd=cwd or REPO, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_as_a_terminal_sends_it, **kw)
 
 
 # =============================================================== weight files and checkpoints

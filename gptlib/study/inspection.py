@@ -284,7 +284,7 @@ def threshold_explorer(scores: pd.DataFrame, prior: float = NATURAL_SPAM_RATE,
 
     def update(_=None) -> None:
         row = threshold_table(scores, [slider.value], prior).iloc[0]
-        out.value = (f"flagged as spam: {row.tp + row.fp} ({row.tp} spam, {row.fp} ham); missed spam: {row.fn}"
+        out.value = (f"flagged as spam: {int(row.tp + row.fp)} ({int(row.tp)} spam, {int(row.fp)} ham); missed spam: {int(row.fn)}"
                      f"<br><b>recall</b> {row.recall:.1%} &nbsp; <b>precision</b> {row.precision:.1%} "
                      f"(balanced split), {row.precision_at_prior:.1%} (at {prior:.1%} spam)")
 
