@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gptlib.support.environ import grading
+from gptlib.speed.store import shared_folder
 from gptlib.support.files import atomic_path, cache_dir
 
 KEEP_FILES = 4
@@ -54,8 +54,8 @@ def bases_folder() -> Path:
 
 def shared_copy(name: str) -> Path | None:
     """The class's copy of a base file (``$GPTLIB_SHARED_STORE/bases/<name>``), if it is there."""
-    folder = "" if grading() else os.environ.get("GPTLIB_SHARED_STORE", "").strip()  # graders: never
-    path = Path(folder).expanduser() / "bases" / name if folder else None
+    folder = shared_folder()  # the store's one reading of GPTLIB_SHARED_STORE (None for a grader)
+    path = folder / "bases" / name if folder is not None else None
     return path if path is not None and _readable(path) else None
 
 
