@@ -381,7 +381,7 @@ def test_student_functions_may_not_be_or_call_the_reference():
     a03 = fresh("a03")
     fails(a03.last_real_positions, last_real_index, match="gptlib's own")
     fails(a03.last_real_positions, lambda ids, pad: gptlib.classifier.last_real_index(ids, pad),
-          match="calls gptlib.classifier.last_real_index")
+          match="calls a gptlib or torch function")
 
     def through_name(ids, pad):
         return last_real_index(ids, pad)
@@ -389,8 +389,8 @@ def test_student_functions_may_not_be_or_call_the_reference():
     def through_default(ids, pad, helper=last_real_index):
         return helper(ids, pad)
 
-    fails(a03.last_real_positions, through_name, match="calls gptlib.classifier")
-    fails(a03.last_real_positions, through_default, match="calls gptlib.classifier")
+    fails(a03.last_real_positions, through_name, match="calls a gptlib or torch function")
+    fails(a03.last_real_positions, through_default, match="calls a gptlib or torch function")
     fails(a03.last_real_positions, copy.deepcopy, match="define it with `def`")
     assert gptlib.classifier.last_real_index is last_real_index, "the reference is put back"
 
@@ -403,7 +403,7 @@ def test_student_functions_may_not_be_or_call_the_reference():
     fails(a03.last_real_positions, placeholder, match="not written yet")
     fails(a03.last_real_positions, buggy, match="raised AttributeError")
     fails(a03.cross_entropy_by_hand, lambda z, y: F.cross_entropy(z, y),
-          match="calls torch.nn.functional.cross_entropy")
+          match="calls a gptlib or torch function")
 
 
 def test_a_students_function_that_tampers_while_called_is_caught():
@@ -524,7 +524,7 @@ def test_head_swap_check():
     fails(a01.make_classifier, two_outputs, match="use the num_classes argument")
     from gptlib.classifier import add_classification_head
 
-    fails(a01.make_classifier, lambda m, n=2: add_classification_head(m, n), match="calls gptlib.classifier")
+    fails(a01.make_classifier, lambda m, n=2: add_classification_head(m, n), match="calls a gptlib or torch function")
 
 
 def test_small_function_checks_of_a01_and_a02():
@@ -640,7 +640,7 @@ def test_dropout_and_a03_function_checks():
     a03.cross_entropy_by_hand(lambda z, y: -torch.log_softmax(z, -1).gather(1, y.unsqueeze(1)).mean())
     fails(a03.cross_entropy_by_hand, lambda z, y: -torch.log_softmax(z, -1).gather(1, y.unsqueeze(1)).sum(),
           match="sum over the rows")
-    fails(a03.cross_entropy_by_hand, lambda z, y: torch.tensor(F.cross_entropy(z, y).item()), match="calls torch")
+    fails(a03.cross_entropy_by_hand, lambda z, y: torch.tensor(F.cross_entropy(z, y).item()), match="calls a gptlib or torch function")
     a03.nll_of_softmax(lambda z, y: F.nll_loss(torch.softmax(z, -1), y))
     a03.one_logit_loss(lambda z, y: torch.nn.BCEWithLogitsLoss()(z[:, 1] - z[:, 0], y.float()))
     fails(a03.one_logit_loss, lambda z, y: torch.nn.BCEWithLogitsLoss()(z[:, 0] - z[:, 1], y.float()),
@@ -726,7 +726,7 @@ def test_runs_are_verified_not_trusted(runs):
     fails(a01.run_63, None, base, match="still None")
     other_seed = copy.copy(runs["first"])
     other_seed.config = {**other_seed.config, "seed": 7}
-    fails(a01.run_63, other_seed, base, match="setup cell's profile use 123")
+    fails(a01.run_63, other_seed, base, match="not the grading profile's")
 
 
 def test_measure_mode_checks_the_numbers(runs, monkeypatch):

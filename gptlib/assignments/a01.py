@@ -17,6 +17,7 @@ import gptlib.classifier as classifier
 import gptlib.finetune as finetune
 import gptlib.speed.shared_base as base_models
 from gptlib.assignments import inputs
+from gptlib.assignments.channel import ReportedRun
 from gptlib.assignments.feedback import fail, number, ok
 from gptlib.assignments.profiles import active_profile
 from gptlib.assignments.student import call
@@ -124,7 +125,9 @@ def make_classifier(make_classifier: Any) -> None:
 def context_length(context_length_of: Any) -> None:
     """``context_length_of(model)``: the longest input the model takes, read from the model."""
     cases = [(inputs.meta_model(), "gpt2-small"), (inputs.tiny_model(context_length=96), "a small model"),
-             (inputs.tiny_model(seed=3, context_length=40, emb_dim=32, n_heads=2), "another small model")]
+             (inputs.tiny_model(seed=3, context_length=40, emb_dim=32, n_heads=2), "another small model"),
+             (inputs.tiny_model(seed=4, context_length=inputs.rng(5).randint(12, 160), emb_dim=16, n_heads=2,
+                                n_layers=1), "a third small model")]
     for model, where in cases:
         got = number(call(context_length_of, "context_length_of", model), "context_length_of(model)")
         want = model.pos_emb.weight.shape[0]
@@ -259,13 +262,19 @@ def freeze_final_norm(freeze_final_norm: Any) -> None:
     ok("freeze_final_norm freezes the final norm and nothing else.")
 
 
+def _final_norm_trains(run: Any) -> bool:
+    if isinstance(run, ReportedRun):
+        return run.trains("final_norm.")
+    norm = getattr(getattr(run, "model", None), "final_norm", None)
+    return isinstance(norm, nn.Module) and any(p.requires_grad for p in norm.parameters())
+
+
 def what_trains(run_head: Any, run_no_norm: Any, baseline: Any = None) -> None:
     """Head only, and the last block without the final norm, beside the baseline."""
     profile = _profile()
     head = verified_run(run_head, "run_head", profile, {"trainable": "head"}, hints={
         "trainable": "run_head trains only the new output head (see the trainable setting)."})
-    if run_no_norm is not None and hasattr(run_no_norm, "model") and hasattr(run_no_norm.model, "final_norm") \
-            and any(p.requires_grad for p in run_no_norm.model.final_norm.parameters()):
+    if _final_norm_trains(run_no_norm):
         fail("in run_no_norm's model the final norm still trains; pass adjust=freeze_final_norm.")
     no_norm = verified_run(run_no_norm, "run_no_norm", profile, adjust=_freeze_final_norm)
     rows = [("head only", head), ("last block, final norm frozen", no_norm)]

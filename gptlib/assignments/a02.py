@@ -116,7 +116,7 @@ def with_dropout(with_dropout: Any) -> None:
     model = inputs.tiny_model(seed=4, n_layers=3)
     count = sum(isinstance(m, nn.Dropout) for m in model.modules())
     weights = {k: v.clone() for k, v in model.state_dict().items()}
-    for rate in (0.25, 0.0, 0.6):
+    for rate in (0.25, 0.0, 0.6, round(inputs.rng(1).uniform(0.05, 0.9), 3)):
         out = call(with_dropout, "with_dropout", model, rate, reference=(classifier.set_dropout,))
         if out is None:
             fail("with_dropout returned None; return the new model.")
@@ -138,7 +138,9 @@ def with_dropout(with_dropout: Any) -> None:
 
 def decay_shrink(decay_shrink: Any) -> None:
     """``decay_shrink(lr, weight_decay, steps)``: the factor AdamW's decay alone leaves of a weight."""
-    for lr, wd, steps in ((5e-5, 0.1, 650), (0.1, 0.5, 10), (1e-3, 0.0, 100), (0.01, 2.0, 30), (0.02, 3.0, 7)):
+    g = inputs.rng(2)
+    drawn = (round(g.uniform(1e-4, 0.05), 5), round(g.uniform(0.01, 5.0), 3), g.randint(2, 400))
+    for lr, wd, steps in ((5e-5, 0.1, 650), (0.1, 0.5, 10), (1e-3, 0.0, 100), (0.01, 2.0, 30), (0.02, 3.0, 7), drawn):
         got = number(call(decay_shrink, "decay_shrink", lr, wd, steps), f"decay_shrink({lr}, {wd}, {steps})")
         want = (1 - lr * wd) ** steps
         if close(got, want, 1e-9):
@@ -193,6 +195,10 @@ def train_val_gaps(train_val_gaps: Any) -> None:
               [0.7, 1.0], [0.6, 0.8]),
              ({"train": 0.75, "validation": 0.8, "test": 0.7}, {"train": 0.5, "validation": 0.45, "test": 0.6},
               [0.7, 0.7], [0.9, 0.5])]
+    g = inputs.rng(3)
+    drawn = [round(g.uniform(0.5, 1.0), 4) for _ in range(6)]
+    cases.append((dict(zip(("train", "validation", "test"), drawn[:3])), dict(zip(("train", "validation", "test"),
+                  drawn[3:])), [0.6, drawn[0] - 0.1], [0.5, drawn[1] + 0.05]))
     for acc, loss, train_accs, val_accs in cases:
         run = SimpleNamespace(accuracy=dict(acc), loss=dict(loss), train_accs=list(train_accs), val_accs=list(val_accs))
         out = call(train_val_gaps, "train_val_gaps", run)
@@ -220,7 +226,9 @@ def train_val_gaps(train_val_gaps: Any) -> None:
 
 def best_step(best_step: Any) -> None:
     """``best_step(val_losses, eval_freq)``: the optimizer step with the lowest validation loss."""
-    for losses, freq in (([0.9, 0.7, 0.5, 0.6, 0.8], 10), ([0.8, 0.6, 0.61, 0.4, 0.45], 50), ([0.3, 0.5], 7)):
+    g = inputs.rng(4)
+    drawn = ([round(g.uniform(0.1, 1.0), 4) for _ in range(g.randint(3, 9))], g.randint(2, 60))
+    for losses, freq in (([0.9, 0.7, 0.5, 0.6, 0.8], 10), ([0.8, 0.6, 0.61, 0.4, 0.45], 50), ([0.3, 0.5], 7), drawn):
         got = number(call(best_step, "best_step", list(losses), freq), "best_step(...)")
         index = min(range(len(losses)), key=losses.__getitem__)
         if got == index * freq:

@@ -9,6 +9,7 @@ import pandas as pd
 
 import gptlib.train as train
 from gptlib.assignments import inputs
+from gptlib.assignments.channel import ReportedRun
 from gptlib.assignments.feedback import close, fail, number, ok, plain_dict
 from gptlib.assignments.profiles import active_profile
 from gptlib.assignments.student import call
@@ -39,7 +40,7 @@ def unbalanced_tables(profile) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame
 def _labels(seed: int, n: int, spam_share: float) -> list[int]:
     import random
 
-    rng = random.Random(seed)
+    rng = random.Random(inputs.seed_of(seed))
     return [int(rng.random() < spam_share) for _ in range(n)]
 
 
@@ -67,14 +68,23 @@ def shares(spam_share: Any, majority_accuracy: Any) -> None:
     ok("spam_share and majority_accuracy are right on label lists the check made.")
 
 
+def _train_labels(run: Any) -> list[int] | None:
+    """The labels of the run's training messages, as the run holds them (None: unknown)."""
+    if isinstance(run, ReportedRun):
+        return run.train_labels
+    loaders = getattr(run, "loaders", None)
+    if isinstance(loaders, tuple) and loaders and hasattr(loaders[0], "dataset"):
+        return [int(y) for y in loaders[0].dataset.labels]
+    return None
+
+
 def unbalanced_run(run_unbalanced: Any) -> None:
     """Trained on the unbalanced training messages as they are; the realistic test set."""
     profile = active_profile("A04")
     train_df, val_df, test_df = unbalanced_tables(profile)
-    loaders = getattr(run_unbalanced, "loaders", None)
-    if isinstance(loaders, tuple) and loaders and hasattr(loaders[0], "dataset"):
-        ds = loaders[0].dataset
-        if len(ds) != len(train_df) or sum(ds.labels) != int(train_df["Label"].sum()):
+    labels = _train_labels(run_unbalanced)
+    if labels is not None:
+        if len(labels) != len(train_df) or sum(labels) != int(train_df["Label"].sum()):
             fail("run_unbalanced was not trained on train_df as it is (its training set has another size or "
                  "another share of spam): pass train=train_df, without balancing it.")
     verified_run(run_unbalanced, "run_unbalanced", profile, {"max_length": MAX_LENGTH},
@@ -100,6 +110,9 @@ def precision_recall_f1(precision_recall_f1: Any) -> None:
     cases = [([1, 1, 0, 0], [1, 0, 1, 0], 1), ([1, 1, 1, 0, 0], [1, 0, 0, 0, 0], 1),
              ([1, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0], 1), ([0, 0, 0, 0], [1, 0, 0, 0], 1),
              ([0, 1, 0, 1], [0, 1, 1, 1], 0), ([2, 1, 2, 0, 2], [2, 2, 1, 0, 2], 2)]
+    g = inputs.rng(6)
+    size = g.randint(6, 30)
+    cases.append(([g.randint(0, 1) for _ in range(size)], [g.randint(0, 1) for _ in range(size)], 1))
     for preds, labels, positive in cases:
         shown = f"precision_recall_f1({preds}, {labels}, positive={positive})"
         try:

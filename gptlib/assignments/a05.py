@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 import gptlib.train as train
+from gptlib.assignments import inputs
 from gptlib.assignments.feedback import fail, number, ok, plain_dict, plain_list
 from gptlib.assignments.profiles import active_profile
 from gptlib.assignments.student import call
@@ -24,6 +25,9 @@ NEW_TICKETS = ["I was charged twice for my subscription this month",
 def make_label_map(make_label_map: Any) -> None:
     """``make_label_map(categories)``: each name its own id 0..K-1, in sorted order of the names."""
     cases = [["tech", "billing", "other", "tech", "billing"], ["b", "a"], ["zeta", "alpha", "mid", "alpha", "beta"]]
+    g = inputs.rng(7)
+    words = ["refund", "login", "crash", "invoice", "shipping", "account", "privacy", "other", "billing"]
+    cases.append([g.choice(words[: g.randint(3, len(words))]) for _ in range(g.randint(4, 12))])
     for categories in cases:
         got = plain_dict(call(make_label_map, "make_label_map", list(categories)), "make_label_map(categories)",
                          "from each category name to its class id")
@@ -65,6 +69,9 @@ def confusion_matrix(confusion_matrix: Any) -> None:
     """``confusion_matrix(predictions, labels, num_classes)``: rows the true class, columns predicted."""
     cases = [([0, 1, 2, 2, 1, 0], [0, 2, 2, 1, 1, 0], 3), ([1, 1, 0, 1], [0, 1, 0, 0], 2),
              ([3, 0, 0, 2], [3, 1, 0, 2], 4)]
+    g = inputs.rng(8)
+    k, size = g.randint(2, 5), g.randint(5, 20)
+    cases.append(([g.randrange(k) for _ in range(size)], [g.randrange(k) for _ in range(size)], k))
     for preds, labels, k in cases:
         got = plain_list(call(confusion_matrix, "confusion_matrix", list(preds), list(labels), k,
                               reference=(train.classification_metrics,)), "confusion_matrix(...)")
@@ -96,7 +103,8 @@ def classify_ticket(classify_ticket: Any, support_run_: Any, path: str = DATA["p
     names = list(run.class_names)
     max_length = run.loaders[0].dataset.max_length
     device = next(run.model.parameters()).device
-    for message in NEW_TICKETS:
+    drawn = inputs.rng(9).sample(list(support_table(path, text, label)["Text"].astype(str)), 3)
+    for message in [*NEW_TICKETS, *drawn]:
         got = call(classify_ticket, "classify_ticket", message, reference=(train.classify_review,))
         if type(got) is not str or got not in names:
             extra = " Return the category's name, not its id (invert label_map)." if type(got) is int or (

@@ -1,6 +1,7 @@
 """Grading a submitted notebook without nbgrader: ``gptlib assignments grade``.
 
-:func:`grade_notebook` does what nbgrader's autograde does, and refuses what it would let
+:func:`grade_notebook` does what nbgrader's autograde does with
+:class:`~gptlib.assignments.graded_execute.GradedExecute`, and refuses what it would let
 through:
 
 1. every teacher cell (locked, or a check) is restored from the source notebook by its
@@ -9,10 +10,14 @@ through:
 2. a ``grade_id`` of the source that the submission lacks (a deleted cell, or one whose
    metadata was removed), or one it holds twice, stops the grading with
    :class:`GradingError`;
-3. the notebook runs in a fresh kernel with ``$GPTLIB_GRADING_PROFILE`` set, so the
-   profile is the grader's choice;
-4. a check earns its points when its cell ran without an error (the kernel's reply, not
-   only the cell's outputs) and wrote nothing to stderr, as in nbgrader.
+3. the notebook runs in a fresh kernel (the student's process) with
+   ``$GPTLIB_GRADING_PROFILE`` set; after each check cell, this process judges the check
+   (:mod:`gptlib.assignments.judge`): it asks the kernel what the student's names hold,
+   calls the student's functions there on inputs it draws now, retrains runs itself, and
+   compares here;
+4. a check earns its points when the grader's verdict is a pass; what the cell displayed in
+   the kernel counts for nothing. Functions that copy or wrap the library's or the book's
+   code are flagged (:mod:`gptlib.assignments.authorship`) and score 0.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from gptlib.assignments.profiles import GRADING_ENV, REPLAY_ENV
-from gptlib.assignments.release import default_source_dir, is_teacher_cell
+from gptlib.assignments.release import default_source_dir, is_check_cell, is_teacher_cell
 
 # Code a student's cell has no need for, which reaches into the machinery of the checks.
 SUSPICIOUS = {r"\bsys\.modules\b": "sys.modules", r"\bimportlib\b": "importlib", r"__dict__|\bvars\(": "a module's dict",
@@ -47,6 +52,7 @@ class GradeReport:
     checks: list[dict[str, Any]]
     manual: list[dict[str, Any]] = field(default_factory=list)
     suspicious: list[str] = field(default_factory=list)  # "cell: what it reaches into"
+    flagged: list[str] = field(default_factory=list)  # "grade_id: why the code is not the student's"
 
     @property
     def score(self) -> float:
@@ -73,6 +79,8 @@ class GradeReport:
         for c in self.checks:
             lines.append(f"  {c['grade_id']}: {c['score']:g} / {c['points']:g}"
                          + (f"  {c['feedback']}" if c["feedback"] else ""))
+        if self.flagged:
+            lines.append("  flagged (scored 0): " + "; ".join(self.flagged))
         if self.suspicious:
             lines.append("  look at: " + "; ".join(self.suspicious))
         return "\n".join(lines)
@@ -80,11 +88,6 @@ class GradeReport:
 
 def _grade_id(cell: Any) -> str | None:
     return cell.metadata.get("nbgrader", {}).get("grade_id")
-
-
-def is_check_cell(cell: Any) -> bool:
-    grading = cell.metadata.get("nbgrader", {})
-    return bool(cell.cell_type == "code" and grading.get("grade") and not grading.get("solution"))
 
 
 def restore_cells(submission: Any, source: Any, where: str = "the submission") -> Any:
@@ -137,44 +140,34 @@ def suspicious_code(nb: Any) -> list[str]:
     return found
 
 
-def _errors(cell: Any, reply: dict | None) -> str:
-    """The cell's error as feedback ('' when it ran cleanly)."""
-    for output in cell.get("outputs", []):
-        if output.output_type == "error":
-            return f"{output.ename}: {output.evalue}"
-    for output in cell.get("outputs", []):
-        if output.output_type == "stream" and output.name == "stderr":
-            return f"wrote to stderr: {output.text.strip()[:200]}"
-    if reply is not None and reply.get("content", {}).get("status") == "error":
-        content = reply["content"]
-        return f"{content.get('ename', 'Error')}: {content.get('evalue', '')}"
-    return ""
-
-
 def grade_notebook(path: str | Path, *, source: str | Path | None = None, profile: str = "smoke",
-                   timeout: int = 600, workdir: str | Path | None = None, replay: str | None = None) -> GradeReport:
+                   timeout: int = 600, workdir: str | Path | None = None, replay: str | None = None,
+                   check_seconds: float = 120.0, check_memory_mb: float = 0.0) -> GradeReport:
     """Restore, run and score one submitted notebook; see the module's docstring.
 
     ``source``: the teacher's notebook (default: the one of the same name in the checkout's
-    ``notebooks/assignments``); a release notebook works too. ``profile``: the grading
-    profile (``smoke``: a class in minutes; ``book``: the real model). ``replay``:
-    ``$GPTLIB_GRADING_REPLAY`` for the kernel. The notebook runs in ``workdir`` (default: its
-    own folder, where ``data/`` is). It executes the student's code: grade in a sandbox.
+    ``notebooks/assignments``); a release notebook works too; its folder's ``data/`` is the
+    data the grader reads. ``profile``: the grading profile (``smoke``: a class in minutes;
+    ``book``: the real model). ``replay``: ``$GPTLIB_GRADING_REPLAY``. ``check_seconds``,
+    ``check_memory_mb``: what one question to the student's kernel may take. The notebook
+    runs in ``workdir`` (default: its own folder). It executes the student's code: grade
+    untrusted submissions in a container without network (see the teacher's guide).
     """
     import nbformat
-    from nbclient import NotebookClient
+
+    from gptlib.assignments.graded_execute import JudgingClient
 
     path = Path(path)
     source = Path(source) if source is not None else default_source_dir() / path.name
     nb = restore_cells(nbformat.read(path, as_version=4), nbformat.read(source, as_version=4), path.name)
-    replies: dict[int, dict] = {}
     env = {GRADING_ENV: profile, "NBGRADER_EXECUTION": "autograde", **({REPLAY_ENV: replay} if replay else {})}
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)  # the kernel starts with this process's environment
     try:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                                resources={"metadata": {"path": str(workdir or path.parent)}})
-        client.on_cell_executed = lambda cell, cell_index, execute_reply, **kw: replies.__setitem__(cell_index, execute_reply)
+        client = JudgingClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                               resources={"metadata": {"path": str(workdir or path.parent)}},
+                               grading_profile=profile, data_dir=str(source.parent), check_seconds=check_seconds,
+                               check_memory_mb=check_memory_mb)
         client.execute()
     finally:
         for key, value in saved.items():
@@ -182,8 +175,9 @@ def grade_notebook(path: str | Path, *, source: str | Path | None = None, profil
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+    verdicts = {v.grade_id: v for v in client.verdicts}
     checks, manual = [], []
-    for index, cell in enumerate(nb.cells):
+    for cell in nb.cells:
         grading = cell.metadata.get("nbgrader", {})
         if not grading.get("grade"):
             continue
@@ -191,10 +185,14 @@ def grade_notebook(path: str | Path, *, source: str | Path | None = None, profil
         if grading.get("solution"):
             manual.append({"grade_id": grading["grade_id"], "points": points})
             continue
-        feedback = _errors(cell, replies.get(index))
+        verdict = verdicts.get(grading["grade_id"])
+        feedback = "the check did not run (a cell above stopped the notebook)" if verdict is None else \
+            "" if verdict.passed else verdict.message
         checks.append({"grade_id": grading["grade_id"], "points": points, "score": 0.0 if feedback else points,
                        "feedback": feedback})
-    return GradeReport(notebook=path.name, checks=checks, manual=manual, suspicious=suspicious_code(nb))
+    flagged = [f"{v.grade_id}: {'; '.join(v.flags)}" for v in verdicts.values() if v.flags]
+    return GradeReport(notebook=path.name, checks=checks, manual=manual, suspicious=suspicious_code(nb),
+                       flagged=flagged)
 
 
 __all__ = ["SUSPICIOUS", "GradeReport", "GradingError", "grade_notebook", "is_check_cell", "restore_cells",

@@ -199,11 +199,30 @@ def quiet(check: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def _judged_elsewhere(*args: Any, **kwargs: Any) -> None:
+    from gptlib.assignments.feedback import fail
+
+    fail("when grading, this check is judged by the grader, outside this notebook "
+         "(gptlib.assignments.graded_execute), and its verdict replaces this line. If you read this in "
+         "your feedback, the grader was not set up to judge the checks: tell your teacher.")
+
+
 def checks(assignment: str) -> types.ModuleType:
-    """The checks of one assignment (``"a01"`` ...), freshly imported, read-only, verified."""
+    """The checks of one assignment (``"a01"`` ...), freshly imported, read-only, verified.
+
+    In a kernel started to grade (``$GPTLIB_GRADING_PROFILE``) the checks decide nothing here:
+    each one fails with a line that the grader, judging in its own process, replaces."""
     key = assignment.lower()
     if key not in ASSIGNMENT_MODULES:
         raise ValueError(f"Unknown assignment {assignment!r}; use one of {ASSIGNMENT_MODULES}.")
+    from gptlib.support.environ import grading
+
+    if grading():
+        module = importlib.import_module(f"gptlib.assignments.{key}")
+        handed = types.ModuleType(f"gptlib.assignments.{key}.judged_by_the_grader")
+        for attr in module.__all__:
+            setattr(handed, attr, _judged_elsewhere if callable(vars(module)[attr]) else vars(module)[attr])
+        return read_only(handed)
     for name in (*LOGIC, key):
         full = f"gptlib.assignments.{name}"
         sys.modules.pop(full, None)

@@ -15,7 +15,9 @@ ends up in a release or a submission.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 from gptlib.notebook import PROFILES, Profile, load_profile, profile_device, smoke_data_file
 from gptlib.support.environ import GRADING_ENV, started_environ
@@ -31,9 +33,23 @@ _BOOK = {"A02": {"epochs": 10, "eval_freq": 10},  # 25 steps per epoch on 200 me
          "A05": {"epochs": 10, "eval_freq": 5}}  # a small data set: more, shorter epochs
 
 
+_GRADER: list[str] = []  # the grader's profile while it judges a check in its own process
+
+
+@contextlib.contextmanager
+def graded_as(name: str) -> Iterator[None]:
+    """In the grader's process: the checks run under profile ``name`` while the block runs."""
+    _GRADER.append(name)
+    try:
+        yield
+    finally:
+        _GRADER.pop()
+
+
 def grading_profile_name() -> str | None:
-    """The grader's profile (``$GPTLIB_GRADING_PROFILE`` at kernel start), or None."""
-    value = started_environ().get(GRADING_ENV, "").strip().lower()
+    """The grader's profile (the grader's own while it judges; else ``$GPTLIB_GRADING_PROFILE``
+    as the kernel started), or None."""
+    value = (_GRADER[-1] if _GRADER else started_environ().get(GRADING_ENV, "")).strip().lower()
     if not value:
         return None
     if value not in PROFILES:
@@ -91,5 +107,5 @@ def setup(assignment: str, choice: str | None = None) -> Profile:
     return profile
 
 
-__all__ = ["GRADING_ENV", "REPLAY_ENV", "active_profile", "assignment_profile",
+__all__ = ["GRADING_ENV", "REPLAY_ENV", "active_profile", "assignment_profile", "graded_as",
            "grading_profile_name", "replay_mode", "setup", "started_environ"]

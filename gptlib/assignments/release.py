@@ -103,6 +103,12 @@ def is_teacher_cell(cell: Any) -> bool:
     return bool(grading.get("locked") or (grading.get("grade") and not grading.get("solution")))
 
 
+def is_check_cell(cell: Any) -> bool:
+    """A check: a code cell that earns points and is not the student's to write."""
+    grading = cell.metadata.get("nbgrader", {})
+    return bool(cell.cell_type == "code" and grading.get("grade") and not grading.get("solution"))
+
+
 def source_notebook(nb: Any) -> Any:
     """The teacher's notebook as nbgrader's source: solutions kept; outputs, counts, run
     metadata and the jupytext pairing removed; teacher cells locked."""

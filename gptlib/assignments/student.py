@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from gptlib.assignments import integrity
+from gptlib.assignments.channel import RemoteFunction, describe_call
 from gptlib.assignments.feedback import CheckFailed, fail, short
 
 # Where a notebook's functions live (a kernel's cells run in __main__); tests add theirs.
@@ -42,7 +43,7 @@ def function(fn: Any, name: str, reference: Iterable[Any] = ()) -> types.Functio
         fail(f"`{name}` is still None: define the function in the cell above and run it.")
     for ref in reference:
         if fn is ref:
-            fail(f"`{name}` is gptlib's own {_label(ref)}; the task is to write it yourself.")
+            fail(f"`{name}` is gptlib's own function for this task; the task is to write it yourself.")
     if not isinstance(fn, types.FunctionType):
         fail(f"`{name}` should be a function you define with `def` in this notebook; got {short(fn)} "
              f"({type(fn).__name__}).")
@@ -109,15 +110,12 @@ def _filled(cell: Any) -> bool:
     return True
 
 
-def describe_call(name: str, args: tuple, kwargs: dict) -> str:
-    shown = ", ".join([*(short(a) for a in args), *(f"{k}={short(v)}" for k, v in kwargs.items())])
-    return f"{name}({shown})"
-
-
 def call(fn: Any, name: str, *args: Any, reference: Iterable[Any] = (), **kwargs: Any) -> Any:
     """Call the student's ``fn``; a placeholder, an error, or reaching a reference becomes
     feedback. Afterwards, checks that the call changed nothing the checks rely on."""
     reference = tuple(reference)
+    if isinstance(fn, RemoteFunction):  # graded: the student's kernel runs it, the grader judges
+        return fn(*args, reference=reference, **kwargs)
     fn = function(fn, name, reference)
     try:
         with references_disabled(reference, fn):
@@ -125,8 +123,9 @@ def call(fn: Any, name: str, *args: Any, reference: Iterable[Any] = (), **kwargs
     except NotImplementedError:
         fail(f"`{name}` is not written yet (it raises NotImplementedError): replace the placeholder "
              "with your code and run its cell again.")
-    except UsedReference as used:
-        fail(f"`{name}` calls {used.name}; the task is to write that computation yourself.")
+    except UsedReference:
+        fail(f"`{name}` calls a gptlib or torch function that does this task for you; the task is to write "
+             "that computation yourself.")
     except CheckFailed:
         raise
     except Exception as err:  # the student's bug, reported as feedback

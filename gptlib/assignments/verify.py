@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gptlib.assignments.channel import ReportedRun
 from gptlib.assignments.feedback import fail, short
 from gptlib.assignments.profiles import replay_mode
 from gptlib.assignments.runner import (
@@ -50,6 +51,11 @@ def run_like(run: Any, label: str) -> Any:
     """``run`` if it looks like what run_experiment returns; else a message naming ``label``."""
     if run is None:
         fail(f"`{label}` is still None: set it to what run_experiment(...) returns.")
+    if isinstance(run, ReportedRun):
+        if not isinstance(run.config, dict) or not run.has_model or not isinstance(run.class_names, list):
+            fail(f"`{label}` should be what run_experiment(...) returns; the notebook reported a "
+                 f"{run.data.get('type')} without a model's settings and weights.")
+        return run
     config, model = getattr(run, "config", None), getattr(run, "model", None)
     if not isinstance(config, dict) or not isinstance(model, nn.Module) or not hasattr(run, "class_names"):
         fail(f"`{label}` should be what run_experiment(...) returns; got {short(run)} "
@@ -75,8 +81,8 @@ def _compare_settings(run: Any, label: str, expected: dict[str, Any], task: set[
         if key in task:  # the task's own setting: say that it is wrong, not what it should be
             fail(f"`{label}` was made with the {nice} {got!r}, which is not what this task asks for: "
                  "read the task again.")
-        fail(f"`{label}` was made with the {nice} {got!r}, but this task and the setup cell's profile "
-             f"use {want!r}. Use `profile` from the setup cell and change only what the task asks.")
+        fail(f"`{label}` was made with the {nice} {got!r}, which is not the grading profile's. Use `profile` "
+             "from the setup cell and change only what the task asks.")
 
 
 def _expected_config(profile: Profile, settings: dict[str, Any], data: dict[str, str]) -> dict[str, Any]:
@@ -101,17 +107,47 @@ def _state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
 
 
-def _check_against_initial(run: Any, label: str, initial: nn.Module) -> None:
-    mine, start = _state(run.model), _state(initial)
+def _shapes_differ(label: str) -> None:
+    fail(f"`{label}`'s model does not have the layers and shapes the task's classifier has (another "
+         "model size, or another number of classes): make it with run_experiment and `profile`.")
+
+
+def _frozen_differ(label: str) -> None:
+    fail(f"in `{label}`'s model, layers that its settings keep frozen hold other weights than the "
+         "grading profile's model: it was trained with other settings or another profile, or changed "
+         "afterwards. Restart the kernel and run all cells.")
+
+
+def _rebuilt(run: ReportedRun, label: str, initial: nn.Module) -> nn.Module:
+    """The reported model, on the grader's side: its untrained classifier with the reported
+    weights (a frozen tensor reported as a digest must be the untrained one)."""
+    import copy
+
+    from gptlib.assignments.answer import digest
+
+    model = copy.deepcopy(initial)
+    start = model.state_dict()
+    state, digests = run.state, run.digests
+    if set(state) | set(digests) != set(start) or any(
+            not isinstance(state[k], torch.Tensor) or state[k].shape != start[k].shape for k in state):
+        _shapes_differ(label)
+    if any(digest(start[k]) != digests[k] for k in digests):
+        _frozen_differ(label)
+    model.load_state_dict({k: state.get(k, start[k]) for k in start})
+    flags = run.requires_grad
+    for name, p in model.named_parameters():
+        p.requires_grad_(bool(flags.get(name, p.requires_grad)))
+    return model
+
+
+def _check_against_initial(model: nn.Module, label: str, initial: nn.Module) -> None:
+    mine, start = _state(model), _state(initial)
     if mine.keys() != start.keys() or any(mine[k].shape != start[k].shape for k in start):
-        fail(f"`{label}`'s model does not have the layers and shapes the task's classifier has (another "
-             "model size, or another number of classes): make it with run_experiment and `profile`.")
+        _shapes_differ(label)
     trains = {n for n, p in initial.named_parameters() if p.requires_grad}
     frozen = [k for k in start if k not in trains]
     if any(not torch.equal(mine[k], start[k]) for k in frozen):
-        fail(f"in `{label}`'s model, layers that its settings keep frozen hold other weights than the "
-             "grading profile's model: it was trained with other settings or another profile, or changed "
-             "afterwards. Restart the kernel and run all cells.")
+        _frozen_differ(label)
     if all(torch.equal(mine[k], start[k]) for k in trains):
         fail(f"`{label}`'s model still has the weights it started with, so training did not happen "
              "(0 epochs? no training messages?). Train it with run_experiment as the task says.")
@@ -137,7 +173,9 @@ def verified_run(run: Any, label: str, profile: Profile, settings: dict[str, Any
     expected = _expected_config(profile, settings, files)
     _compare_settings(run, label, expected, set(settings), hints or {})
     initial = _initial_model(expected, len(run.class_names), adjust)
-    _check_against_initial(run, label, initial)
+    if isinstance(run, ReportedRun):
+        run.model = _rebuilt(run, label, initial)
+    _check_against_initial(run.model, label, initial)
     if replay_mode() == "full":
         trusted = run_experiment(profile, name=label, adjust=adjust, quiet=True, **settings, **(data or {}))
         if list(run.class_names) != list(trusted.class_names) or not _same_model(run.model, trusted.model):
