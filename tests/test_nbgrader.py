@@ -6,7 +6,8 @@ One course in a temporary folder holds the five assignments. The test runs
 * the untouched release (0 automatic points),
 * the solutions (full points, one of them with ``PROFILE = "book"``: the grader's profile wins),
 * one submission per cheat of issue 13 (0 points on the checks it targets, each with the
-  message that says why),
+  message that says why), and one per cheat of ``tests/grading_cheats.py`` (issue 21: the
+  checks are judged by the grader's process, outside the student's kernel),
 
 and ``generate_feedback``, whose HTML must hold the checks' messages without a traceback.
 Everything runs under the smoke profile, chosen by the grader (``$GPTLIB_GRADING_PROFILE``).
@@ -27,6 +28,7 @@ import pytest
 
 from gptlib.assignments.grade import GradingError, grade_notebook, is_check_cell
 from gptlib.assignments.release import build_student_versions
+from tests.grading_cheats import CHEATS as KINDS
 
 nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("nbgrader")
@@ -64,18 +66,6 @@ def calc_accuracy_loader(data_loader, model, device, num_batches=None):
     return 0.5
 '''
 
-DEEP = '''\
-import importlib
-import torch
-
-importlib.reload = lambda module: module
-torch.equal = lambda a, b: True
-frame = raw.rename(columns={TEXT_COLUMN: "Text", LABEL_COLUMN: "Label"})
-
-def make_label_map(categories):
-    return {name: i for i, name in enumerate(sorted(set(categories)))}
-'''
-
 FAKE_RUNS = {
     "a01_61_run": 'import copy\nrun_61 = copy.copy(baseline)\nrun_61.config = {**baseline.config, "max_length": 256, "train_limit": 200}\n'
                   'run_61.loss = {**baseline.loss, "train": baseline.loss["train"] + 0.1}\nrun_61.name = "6.1"',
@@ -91,9 +81,6 @@ CHEATS = {
     "cheat-rebind": ("A02_overfitting", {"a02_accuracy": REBIND},
                      {"a02_accuracy_check": "is not the share of correct predictions",
                       "a02_loop_check": "is not written yet", "a02_runs_check": "is still None"}),
-    # 1b. ... and the functions the checks rely on (importlib.reload, torch.equal) replaced
-    "cheat-deep": ("A05_your_own_data", {"a05_label_map": DEEP},
-                   {"a05_label_map_check": "replaced parts of gptlib", "a05_confusion_check": "replaced parts of gptlib"}),
     # 2. fake Run objects: copies of the baseline with a few fields changed
     "cheat-fake-runs": ("A01_book_exercises", FAKE_RUNS,
                         {"a01_61_run_check": "not the one that training with its settings gives",
@@ -116,7 +103,7 @@ CHEATS = {
         "a03_losses": "def cross_entropy_by_hand(logits, targets):\n    return F.cross_entropy(logits, targets)",
         "a03_runs": 'run_last_real, run_batch = None, None\n'
                     'run_last_real = run_experiment(profile, token="last_real", epochs=0)'},
-        {"a03_last_real_check": "gptlib's own", "a03_cross_entropy_check": "calls torch.nn.functional.cross_entropy",
+        {"a03_last_real_check": "own function for this task", "a03_cross_entropy_check": "calls a gptlib or torch function",
          "a03_runs_check": "still None"}),
     # 6. choose the profile: the grader's wins; a profile changed in a cell is not the grader's
     "cheat-profile": ("A05_your_own_data", {
@@ -156,7 +143,11 @@ def course(tmp_path_factory) -> dict:
         f"c.CourseDirectory.root = {str(root)!r}\n"
         f"c.CourseDirectory.course_id = {COURSE!r}\n"
         "c.CourseDirectory.ignore = ['.ipynb_checkpoints', '*.pyc', '__pycache__', 'feedback', 'runs', 'figures']\n"
-        "c.Execute.timeout = 300\n")
+        "c.Execute.timeout = 300\n"
+        "from gptlib.assignments.graded_execute import autograde_preprocessors\n"
+        "c.Autograde.autograde_preprocessors = autograde_preprocessors()\n"
+        f"c.GradedExecute.data_dir = {str(root / 'source' / COURSE)!r}\n"
+        "c.GradedExecute.check_seconds = 60\n")
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "GPTLIB_GRADING_PROFILE": "smoke",
            "GPTLIB_HOME": str(root / "gptlib-home")}
     env.pop("GPTLIB_DATA_DIR", None)
@@ -171,12 +162,15 @@ def course(tmp_path_factory) -> dict:
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     release = root / "release" / COURSE
 
-    def submit(student: str, notebooks: dict[str, object]) -> Path:
+    def submit(student: str, notebooks: dict[str, object], files: dict[str, str] | None = None) -> Path:
         folder = root / "submitted" / student / COURSE
         (folder / "data").mkdir(parents=True)
         shutil.copy(release / "data" / "support_messages.csv", folder / "data")
         for name, nb in notebooks.items():
             nbformat.write(nb, folder / f"{name}.ipynb")
+        for relative, text in (files or {}).items():
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            (folder / relative).write_text(text)
         return folder
 
     read = {n: nbformat.read(release / f"{n}.ipynb", as_version=4) for n in NAMES}
@@ -187,8 +181,10 @@ def course(tmp_path_factory) -> dict:
     submit("solution", solutions)
     for student, (name, cells, _) in CHEATS.items():
         submit(student, {name: edited(read[name], cells)})
+    for student, cheat in KINDS.items():
+        submit(student, {cheat.notebook: edited(read[cheat.notebook], cheat.cells)}, cheat.files)
     try:
-        out["log"]["autograde"] = run([str(BIN / "nbgrader"), "autograde", COURSE, "--force"], root, env, timeout=1500)
+        out["log"]["autograde"] = run([str(BIN / "nbgrader"), "autograde", COURSE, "--force"], root, env, timeout=2400)
         out["log"]["validate"] = validate.communicate(timeout=900)[0]
     finally:
         validate.kill()
@@ -198,7 +194,7 @@ def course(tmp_path_factory) -> dict:
 
     scores: dict[str, dict[str, dict[str, tuple[float, float]]]] = {}
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE) as gb:
-        for student in ("untouched", "solution", *CHEATS):
+        for student in ("untouched", "solution", *CHEATS, *KINDS):
             scores[student] = {}
             for name in NAMES:
                 nb = gb.find_submission_notebook(name, COURSE, student)
@@ -282,6 +278,23 @@ def test_cheats_score_zero_on_the_checks_they_target(course, student):
         assert all(message in " ".join(text.split()) for message in targets.values())
 
 
+@pytest.mark.parametrize("student", list(KINDS))
+def test_each_kind_of_cheat_scores_zero_on_what_it_aims_at(course, student):
+    """Issue 21: the checks are judged in the grader's process; whatever the student's kernel
+    does to itself, the checks it aims at score 0, each with a CheckFailed that says why."""
+    cheat = KINDS[student]
+    got = course["scores"][student][cheat.notebook]
+    errors = check_errors(course, student, cheat.notebook)
+    for gid in cheat.targets:
+        assert got[gid][0] == 0, f"{student} ({cheat.kind}): {gid} scored {got[gid]}"
+        assert [e.ename for e in errors[gid]] == ["CheckFailed"], (student, gid, errors[gid])
+    if cheat.says:
+        assert cheat.says in errors[cheat.targets[0]][0].evalue, errors[cheat.targets[0]][0].evalue
+    text = feedback_text(course, student, cheat.notebook)
+    assert not CHECKER_CODE.search(text), "no frame of the checker's code is shown"
+    assert "last_real_index" not in text and "classification_metrics" not in text, "no refusal names the answer"
+
+
 def test_feedback_messages_are_short_and_wrapped(course):
     for student, (name, _, targets) in CHEATS.items():
         if student == "cheat-rebind":
@@ -297,12 +310,11 @@ def test_feedback_messages_are_short_and_wrapped(course):
 
 
 def test_our_grader_restores_checks_and_reports_points(course, tmp_path):
-    folder = course["root"] / "submitted" / "cheat-deep" / COURSE
-    report = grade_notebook(folder / "A05_your_own_data.ipynb", source=SOURCE / "A05_your_own_data.ipynb")
-    assert report.possible == sum(check_ids("A05_your_own_data").values()) and report.score == 0
-    assert all("replaced parts of gptlib" in c["feedback"] for c in report.checks), report.checks
-    assert report.suspicious == ["a05_label_map: importlib"], "the grader lists the code that tampered"
-    assert "7 graded by hand" not in report.summary() and "/ 7 automatic points" in report.summary()
+    folder = course["root"] / "submitted" / "forged-answers" / COURSE
+    report = grade_notebook(folder / "A02_overfitting.ipynb", source=SOURCE / "A02_overfitting.ipynb")
+    assert report.possible == sum(check_ids("A02_overfitting").values()) and report.score == 0
+    assert report.flagged and report.flagged[0].startswith("a02_accuracy_check: a cell changes how the kernel")
+    assert "flagged (scored 0)" in report.summary() and "6 graded by hand" in report.summary()
 
     solved = nbformat.read(course["root"] / "source" / COURSE / "A05_your_own_data.ipynb", as_version=4)
     for cell in solved.cells:  # an edited check cell counts for nothing: it is restored

@@ -55,6 +55,9 @@ def last_real_positions(last_real_positions: Any) -> None:
     """``last_real_positions(input_ids, pad_token_id)``: each row's last non-pad position."""
     cases = [(inputs.padded_batch(1, [3, 5, 1], width=6), PAD), (inputs.padded_batch(2, [4, 4]), PAD),
              (inputs.padded_batch(3, [1, 7, 2, 7]), PAD), (inputs.padded_batch(4, [2, 6, 3], pad=0), 0)]
+    g = inputs.rng(10)
+    lengths = [g.randint(1, 12) for _ in range(g.randint(2, 6))]
+    cases.append((inputs.padded_batch(5, lengths, width=max(lengths) + g.randint(0, 3)), PAD))
     for ids, pad in cases:
         got = plain_list(call(last_real_positions, "last_real_positions", ids.clone(), pad,
                               reference=LAST_REAL_REFERENCES), "last_real_positions(...)")

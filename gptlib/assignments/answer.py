@@ -19,16 +19,19 @@ A student who patches this module changes their own answers, never the grader's 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sys
 import traceback
 import types
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
 BIG = 20_000_000  # parameters: above this, frozen tensors travel as digests, not values
+_FUNCTION = type(lambda: None)  # not types.FunctionType, which a cell may have rebound
 
 
 def digest(tensor: torch.Tensor) -> str:
@@ -102,7 +105,7 @@ def report(value: Any) -> Any:
     """What a notebook name holds, as plain data for the grader."""
     if value is None:
         return None
-    if isinstance(value, types.FunctionType):
+    if type(value) is _FUNCTION:
         return {"_kind": "function", "name": value.__name__, "module": value.__module__}
     if hasattr(value, "config") and hasattr(value, "model"):
         return _run_report(value)
@@ -111,16 +114,52 @@ def report(value: Any) -> Any:
     return _plain(value)
 
 
-def _call(name: str, args: tuple, kwargs: dict, references: list[str]) -> dict[str, Any]:
+def fingerprint(code: types.CodeType) -> str:
+    """The code's instructions, names and constants, without its file, line or variable names:
+    the same for a copy of a function compiled anywhere, with its locals renamed."""
+    consts = [fingerprint(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
+    text = repr((code.co_code, code.co_names, consts, code.co_argcount, code.co_kwonlyargcount))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def _watch(fingerprints: set[str], seen: list[str]) -> Iterator[None]:
+    """Note every call, while the block runs, of code with one of these fingerprints."""
+    known: dict[int, bool] = {}
+
+    def profile(frame: types.FrameType, event: str, arg: Any) -> None:
+        if event != "call":
+            return
+        code = frame.f_code
+        hit = known.get(id(code))
+        if hit is None:
+            hit = known[id(code)] = fingerprint(code) in fingerprints
+        if hit:
+            seen.append(code.co_name)
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        yield
+    finally:
+        sys.setprofile(previous)
+
+
+def _call(name: str, args: tuple, kwargs: dict, references: list[str], fingerprints: set[str]) -> dict[str, Any]:
     from gptlib.assignments.student import UsedReference, references_disabled
 
     fn = _namespace().get(name)
-    if not isinstance(fn, types.FunctionType):
+    if type(fn) is not _FUNCTION:
         return {"status": "invalid", "type": type(fn).__name__, "module": getattr(fn, "__module__", None)}
     refs = [_resolve(label) for label in references]
+    if any(fn is ref for ref in refs) or fingerprint(fn.__code__) in fingerprints:
+        return {"status": "reference"}
+    seen: list[str] = []
     try:
-        with references_disabled(refs, fn):
+        with references_disabled(refs, fn), _watch(fingerprints, seen):
             result = fn(*args, **kwargs)
+        if seen:
+            return {"status": "used_reference"}
     except NotImplementedError:
         return {"status": "not_implemented"}
     except UsedReference:
@@ -165,7 +204,8 @@ def serve(path: str) -> None:
             answer: dict[str, Any] = {"status": "ok", "values": {n: report(namespace.get(n)) for n in question["names"]}}
         else:
             torch.set_rng_state(question["rng"])  # as the check left it (its seed, for dropout)
-            answer = _call(question["name"], question["args"], question["kwargs"], question["references"])
+            answer = _call(question["name"], question["args"], question["kwargs"], question["references"],
+                           set(question.get("fingerprints", ())))
             if answer["status"] == "ok":
                 answer["value"] = _plain(answer["value"])
         torch.save(answer, path + ".answer")
@@ -173,4 +213,4 @@ def serve(path: str) -> None:
         torch.save({"status": "unreadable", "error": type(err).__name__, "message": str(err)[:200]}, path + ".answer")
 
 
-__all__ = ["BIG", "digest", "report", "serve"]
+__all__ = ["BIG", "digest", "fingerprint", "report", "serve"]

@@ -8,8 +8,9 @@ text the student handed in, in the grader's own process) and flags the function 
   docstrings and annotations are set aside (a copy with the variables renamed);
 * its ``def`` calls the library's or the book's function (a wrapper), directly or through
   a name imported for it;
-* a cell replaces its code (``__code__``), or rebuilds functions from code objects
-  (``types.FunctionType``, ``marshal``, ``runpy``, ``importlib.reload``).
+* a cell does what no task needs and what could put other code under the function's name
+  or change how the kernel answers the grader (:data:`EVASIVE`: ``__code__``, ``exec``,
+  tracing, IPython's transformers, the import system, builtins, the grader's modules).
 
 A flagged function scores 0 on its check, and the teacher's report says why. What this cannot
 see: code written honestly by someone else (a classmate's), or the library's code reached
@@ -22,6 +23,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import re
 import textwrap
 from collections.abc import Iterable
 from typing import Any
@@ -29,7 +31,25 @@ from typing import Any
 # The book's functions the tasks ask students to write (when the book's package is installed).
 BOOK = {"calc_accuracy_loader": "llms_from_scratch.ch06", "train_classifier_simple": "llms_from_scratch.ch06",
         "calc_loss_batch": "llms_from_scratch.ch06", "calc_loss_loader": "llms_from_scratch.ch06"}
-REBUILDERS = ("__code__", "FunctionType", "marshal", "runpy", "reload", "exec", "compile")
+# Code a cell needs for none of the tasks, that can put other code under a function's name
+# or change how the kernel answers the grader: where a task is to write a function, any of it
+# in the student's cells flags the function (regular expressions, on the cells' text).
+EVASIVE = {
+    r"__code__|__wrapped__|\bwraps\b|\bFunctionType\b|\bmarshal\b|\brunpy\b|\breload\b":
+        "replaces, copies or wraps a function's code",
+    r"(?<![.\w])(exec|eval|compile)\s*\(": "builds code from text at run time",
+    r"setprofile|settrace|_getframe|\bf_back\b|\bf_locals\b|\binspect\b": "traces or reads the running code",
+    r"get_ipython|input_transformers|ast_transformers|set_custom_exc|InteractiveShell|\bevents\.register":
+        "changes how the kernel runs cells",
+    r"\bsys\.modules\b|meta_path|path_hooks|__import__|\bimportlib\b|__path__": "changes the import system",
+    r"\bbuiltins\b|__builtins__": "changes Python's builtins",
+    r"\bthreading\b|\bmultiprocessing\b|\bsubprocess\b|\bos\.system\b|\bsignal\b|gptlib-grader":
+        "runs code beside the notebook's, or reads the grader's files",
+    r"gptlib\.assignments\.(answer|channel|student|integrity|judge|verify|inputs|feedback|a0\d)\b":
+        "reaches into the grader's code",
+}
+# Calls that reach names computed at run time (found in the syntax tree, however spaced).
+COMPUTED = {"getattr", "setattr", "delattr", "globals", "locals", "vars"}
 
 
 def _parse(source: str) -> ast.Module | None:
@@ -122,13 +142,31 @@ def _statements(body: list[ast.stmt]) -> Iterable[ast.stmt]:
             yield from _statements(handler.body)
 
 
+def evasive(sources: Iterable[str]) -> list[str]:
+    """What the student's cells do that none of the tasks needs (see :data:`EVASIVE`)."""
+    sources = list(sources)
+    text = "\n".join(sources)
+    found = [f"a cell {label}" for pattern, label in EVASIVE.items() if re.search(pattern, text)]
+    for source in sources:
+        tree = _parse(source)
+        for node in ast.walk(tree) if tree is not None else ():
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in COMPUTED and (
+                    node.func.id in ("globals", "locals", "vars") or len(node.args) < 2
+                    or not isinstance(node.args[1], ast.Constant)):
+                label = "a cell reaches names computed at run time (getattr, globals, vars ...)"
+                if label not in found:
+                    found.append(label)
+    return found
+
+
 def findings(sources: Iterable[str], name: str, references: Iterable[Any]) -> list[str]:
     """Why ``name`` is not the student's own code (empty when nothing was found)."""
+    sources = list(sources)
     references = [r for r in references if callable(r)]
     ref_names = {getattr(r, "__name__", "") for r in references} - {""}
     refs = references + book_functions({name} | ref_names)
     ref_names |= {r.__name__ for r in refs}
-    found: list[str] = []
+    found: list[str] = evasive(sources)
     aliases: set[str] = set()
     binding: ast.AST | None = None
     for source in sources:
@@ -143,11 +181,6 @@ def findings(sources: Iterable[str], name: str, references: Iterable[Any]) -> li
                         aliases.add(bound)
                     if bound == name:
                         binding = node
-            elif isinstance(node, ast.Attribute) and node.attr in REBUILDERS or \
-                    isinstance(node, ast.Name) and node.id in REBUILDERS[1:]:
-                label = node.attr if isinstance(node, ast.Attribute) else node.id
-                if label not in ("exec", "compile") or isinstance(node, ast.Name):
-                    found.append(f"a cell uses {label}, which can put other code under a function's name")
         for node in _statements(tree.body):
             if isinstance(node, ast.FunctionDef) and node.name == name:
                 binding = node
@@ -178,4 +211,4 @@ def findings(sources: Iterable[str], name: str, references: Iterable[Any]) -> li
     return sorted(set(found))
 
 
-__all__ = ["BOOK", "book_functions", "findings", "shape"]
+__all__ = ["BOOK", "COMPUTED", "EVASIVE", "book_functions", "evasive", "findings", "shape"]

@@ -135,7 +135,8 @@ class Channel:
         shown = describe_call(name, args, kwargs)
         try:
             answer = self._question({"kind": "call", "name": name, "args": args, "kwargs": kwargs,
-                                     "references": labels, "rng": torch.get_rng_state()})
+                                     "references": labels, "fingerprints": fingerprints(references),
+                                     "rng": torch.get_rng_state()})
         except Unreadable as err:
             fail(f"{shown} returned an object the grader cannot read back (it holds {err}, defined in the "
                  "notebook). Return plain numbers, lists, tensors or models, as the task asks.")
@@ -146,6 +147,8 @@ class Channel:
             fail(f"`{name}` should be a function you define with `def` in this notebook; it is a "
                  f"{answer.get('type')}." if answer.get("type") != "NoneType" else
                  f"`{name}` is still None: define the function in the cell above and run it.")
+        if status == "reference":
+            fail(f"`{name}` is gptlib's or torch's own function for this task; the task is to write it yourself.")
         if status == "not_implemented":
             fail(f"`{name}` is not written yet (it raises NotImplementedError): replace the placeholder with "
                  "your code and run its cell again.")
@@ -187,6 +190,24 @@ def _carry_back(args: tuple, returned: list[Any], grads: list[Any], value: Any) 
         if value is after and after is not None:
             value = original
     return value
+
+
+def fingerprints(references: Iterable[Any]) -> list[str]:
+    """Fingerprints of the references' code (and of the code of their methods, for classes),
+    computed here from the grader's own installation."""
+    import inspect
+    import types
+
+    from gptlib.assignments.answer import fingerprint
+
+    codes = []
+    for ref in references:
+        members = [ref] if not isinstance(ref, type) else [vars(ref).get("forward")]  # a loss class: its forward
+        for member in members:
+            member = inspect.unwrap(member) if callable(member) else member
+            if isinstance(member, types.FunctionType):  # torch's C functions have no code to compare
+                codes.append(fingerprint(member.__code__))
+    return codes
 
 
 def describe_call(name: str, args: tuple, kwargs: dict) -> str:

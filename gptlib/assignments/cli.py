@@ -23,8 +23,11 @@ def add_assignments_parser(subparsers: argparse._SubParsersAction) -> argparse.A
                         "outputs, no jupytext pairing) and their data, for source/<assignment>/ of a course")
     g = actions.add_parser("grade", help="restore the check cells of submitted notebooks, run and score them",
                            description="Each notebook's teacher cells are restored from the source notebook "
-                                       "of the same name; it then runs in a fresh kernel under the grading "
-                                       "profile. It runs the students' code: use a sandbox.")
+                                       "of the same name; it then runs in a fresh kernel (the student's "
+                                       "process) under the grading profile, and this process judges every "
+                                       "check, asking the kernel what the student's names hold. It runs the "
+                                       "students' code: for untrusted submissions, grade in a container "
+                                       "without network.")
     g.add_argument("notebooks", nargs="+", help="submitted notebooks (A01_....ipynb ...), data/ beside them")
     g.add_argument("--source", default=None,
                    help="folder of the source notebooks (default: the checkout's notebooks/assignments)")
@@ -34,9 +37,13 @@ def add_assignments_parser(subparsers: argparse._SubParsersAction) -> argparse.A
     g.add_argument("--replay", default=None, choices=("full", "measure"),
                    help="how checks verify runs: train them again (full, the default) or measure the model")
     g.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    g.add_argument("--check-seconds", type=float, default=120.0,
+                   help="seconds one call of a student's function, or one report, may take (default 120)")
+    g.add_argument("--check-memory-mb", type=float, default=0.0,
+                   help="the student's kernel's resident memory (MiB) allowed while it answers; 0: no limit")
     g.add_argument("--csv", default=None, metavar="FILE",
                    help="also write one row per student and notebook (student, assignment, score, possible, "
-                        "graded by hand, look at) to FILE, for a gradebook or an LMS")
+                        "graded by hand, flagged, look at) to FILE, for a gradebook or an LMS")
     asg.set_defaults(handler=assignments_command)
     return asg
 
@@ -57,11 +64,12 @@ def assignments_command(args: argparse.Namespace) -> int:
     for notebook in args.notebooks:
         student = student_of(notebook)
         report = grade_notebook(notebook, source=source / Path(notebook).name, profile=args.profile,
-                                timeout=args.timeout, replay=args.replay)
+                                timeout=args.timeout, replay=args.replay, check_seconds=args.check_seconds,
+                                check_memory_mb=args.check_memory_mb)
         print(f"== {student} ==\n{report.summary()}")
         rows.append({"student": student, "assignment": Path(notebook).stem, "score": report.score,
                      "possible": report.possible, "graded by hand": report.manual_possible,
-                     "look at": "; ".join(report.suspicious)})
+                     "flagged": "; ".join(report.flagged), "look at": "; ".join(report.suspicious)})
     students = list(dict.fromkeys(row["student"] for row in rows))
     if len(rows) > 1:
         for student in students:

@@ -9,15 +9,14 @@ the teacher's configuration; hitting one fails the check with a line that says w
 
 Two users:
 
-* :class:`GradedExecute`, nbgrader's ``Execute`` preprocessor with the mixin. In
-  ``nbgrader_config.py``::
+* :class:`GradedExecute`, nbgrader's ``Execute`` preprocessor with the mixin, put in its place
+  in autograde's list by ``nbgrader_config.py``::
 
-      from nbgrader.converters import Autograde
-      c.Autograde.autograde_preprocessors = [
-          "gptlib.assignments.graded_execute.GradedExecute"
-          if p.__name__ == "Execute" else p for p in Autograde.autograde_preprocessors.default_value]
+      from gptlib.assignments.graded_execute import autograde_preprocessors
+      c.Autograde.autograde_preprocessors = autograde_preprocessors()
       c.GradedExecute.check_seconds = 120       # per question to the kernel
       c.GradedExecute.check_memory_mb = 6000    # the kernel's resident memory while it answers
+      c.GradedExecute.data_dir = "source/ch6"   # the course's data/ as the teacher made it
 
 * :class:`JudgingClient`, nbclient's ``NotebookClient`` with the mixin, for
   ``gptlib assignments grade``.
@@ -171,4 +170,11 @@ class GradedExecute(JudgingMixin, Execute):
     """nbgrader's Execute preprocessor, with every check cell judged by the grader's process."""
 
 
-__all__ = ["GradedExecute", "JudgingClient", "JudgingMixin", "student_sources"]
+def autograde_preprocessors() -> list[Any]:
+    """nbgrader's autograde preprocessors with :class:`GradedExecute` in place of Execute."""
+    from nbgrader.converters import Autograde
+
+    return [GradedExecute if p is Execute else p for p in Autograde.class_traits()["autograde_preprocessors"].default()]
+
+
+__all__ = ["GradedExecute", "autograde_preprocessors", "JudgingClient", "JudgingMixin", "student_sources"]
