@@ -292,7 +292,8 @@ def test_each_kind_of_cheat_scores_zero_on_what_it_aims_at(course, student):
         assert cheat.says in errors[cheat.targets[0]][0].evalue, errors[cheat.targets[0]][0].evalue
     text = feedback_text(course, student, cheat.notebook)
     assert not CHECKER_CODE.search(text), "no frame of the checker's code is shown"
-    assert "last_real_index" not in text and "classification_metrics" not in text, "no refusal names the answer"
+    said = " ".join(e.evalue for gid in cheat.targets for e in errors[gid])
+    assert "last_real_index" not in said and "classification_metrics" not in said, "no refusal names the answer"
 
 
 def test_feedback_messages_are_short_and_wrapped(course):

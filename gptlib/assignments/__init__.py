@@ -12,7 +12,13 @@ The package, one job per module:
 * :mod:`~gptlib.assignments.a01` ... :mod:`~gptlib.assignments.a05`: the checks of each
   assignment, reached from the notebooks through :func:`gptlib.assignments.integrity.checks`;
 * :mod:`~gptlib.assignments.release`, :mod:`~gptlib.assignments.grade`,
-  :mod:`~gptlib.assignments.cli`: the student release, the grader, ``gptlib assignments``.
+  :mod:`~gptlib.assignments.cli`: the student release, the grader, ``gptlib assignments``;
+* grading outside the student's process: :mod:`~gptlib.assignments.answer` (the kernel's
+  side: it answers, decides nothing), :mod:`~gptlib.assignments.channel` (the grader's
+  questions, answers read safely), :mod:`~gptlib.assignments.judge` (one check cell's
+  verdict), :mod:`~gptlib.assignments.graded_execute` (nbclient's and nbgrader's execution
+  with the verdicts), :mod:`~gptlib.assignments.authorship` (copies and wrappers of the
+  library's or the book's code), :mod:`~gptlib.assignments.fingerprints`.
 
 Names are loaded on first use, so ``import gptlib.assignments`` costs nothing; nothing here
 imports ipywidgets.

@@ -20,7 +20,6 @@ A student who patches this module changes their own answers, never the grader's 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import sys
 import traceback
 import types
@@ -30,14 +29,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from gptlib.assignments.fingerprints import digest, fingerprint
+
 BIG = 20_000_000  # parameters: above this, frozen tensors travel as digests, not values
 _FUNCTION = type(lambda: None)  # not types.FunctionType, which a cell may have rebound
-
-
-def digest(tensor: torch.Tensor) -> str:
-    """sha256 of a tensor's values as float32 on the CPU (the grader computes the same)."""
-    data = tensor.detach().to("cpu", torch.float32).contiguous()
-    return hashlib.sha256(data.numpy().tobytes()).hexdigest()
 
 
 def _namespace() -> dict[str, Any]:
@@ -112,14 +107,6 @@ def report(value: Any) -> Any:
     if type(value) is dict:
         return {k: report(v) for k, v in value.items() if type(k) is str}
     return _plain(value)
-
-
-def fingerprint(code: types.CodeType) -> str:
-    """The code's instructions, names and constants, without its file, line or variable names:
-    the same for a copy of a function compiled anywhere, with its locals renamed."""
-    consts = [fingerprint(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
-    text = repr((code.co_code, code.co_names, consts, code.co_argcount, code.co_kwonlyargcount))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @contextlib.contextmanager
@@ -213,4 +200,4 @@ def serve(path: str) -> None:
         torch.save({"status": "unreadable", "error": type(err).__name__, "message": str(err)[:200]}, path + ".answer")
 
 
-__all__ = ["BIG", "digest", "fingerprint", "report", "serve"]
+__all__ = ["BIG", "report", "serve"]

@@ -198,7 +198,7 @@ def fingerprints(references: Iterable[Any]) -> list[str]:
     import inspect
     import types
 
-    from gptlib.assignments.answer import fingerprint
+    from gptlib.assignments.fingerprints import fingerprint
 
     codes = []
     for ref in references:

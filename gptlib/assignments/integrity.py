@@ -17,11 +17,11 @@ modules that hold the checks' logic afresh the same way, makes them read-only, a
   ``lambda``, a ``def`` in a cell: their code does not come from an installed file).
 
 Checks call :func:`verify` again after running student code, which could patch things
-while it is being called. This stops what ordinary code can do (rebind a name, monkeypatch a
-module or write into its dictionary, shadow a module in ``sys.modules``, replace
-``importlib.reload``); it cannot stop code written to subvert Python's import system itself
-(``builtins.__import__``, ``sys.meta_path``, the files on disk), which is why submissions
-are graded in a sandbox and ``gptlib assignments grade`` lists such code.
+while it is being called. This keeps a student's own run of the checks honest against
+ordinary mistakes and casual tampering; it is not what grading relies on. When grading, the
+checks decide nothing in the student's kernel (:func:`checks` then hands back checks that
+fail with a line the grader replaces): the grader judges them in its own process
+(:mod:`gptlib.assignments.graded_execute`), where no code of the notebook runs.
 """
 
 from __future__ import annotations
@@ -210,14 +210,15 @@ def _judged_elsewhere(*args: Any, **kwargs: Any) -> None:
 def checks(assignment: str) -> types.ModuleType:
     """The checks of one assignment (``"a01"`` ...), freshly imported, read-only, verified.
 
-    In a kernel started to grade (``$GPTLIB_GRADING_PROFILE``) the checks decide nothing here:
-    each one fails with a line that the grader, judging in its own process, replaces."""
+    In a kernel started to grade (``$GPTLIB_GRADING_PROFILE``; not ``nbgrader validate``) the
+    checks decide nothing here: each one fails with a line that the grader, judging in its own
+    process (:mod:`gptlib.assignments.graded_execute`), replaces."""
     key = assignment.lower()
     if key not in ASSIGNMENT_MODULES:
         raise ValueError(f"Unknown assignment {assignment!r}; use one of {ASSIGNMENT_MODULES}.")
-    from gptlib.support.environ import grading
+    from gptlib.support.environ import grading, started_environ
 
-    if grading():
+    if grading() and started_environ().get("NBGRADER_EXECUTION") != "validate":  # validate: the student's own run
         module = importlib.import_module(f"gptlib.assignments.{key}")
         handed = types.ModuleType(f"gptlib.assignments.{key}.judged_by_the_grader")
         for attr in module.__all__:

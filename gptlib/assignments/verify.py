@@ -123,7 +123,7 @@ def _rebuilt(run: ReportedRun, label: str, initial: nn.Module) -> nn.Module:
     weights (a frozen tensor reported as a digest must be the untrained one)."""
     import copy
 
-    from gptlib.assignments.answer import digest
+    from gptlib.assignments.fingerprints import digest
 
     model = copy.deepcopy(initial)
     start = model.state_dict()
