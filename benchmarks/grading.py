@@ -103,7 +103,7 @@ def cheats(work: Path, before: Path) -> dict[str, object]:
             f"c.CourseDirectory.root = {str(root)!r}\nc.CourseDirectory.course_id = {COURSE!r}\n"
             "c.CourseDirectory.ignore = ['.ipynb_checkpoints', '*.pyc', '__pycache__', 'feedback', 'runs', 'figures']\n"
             "c.Execute.timeout = 300\n")
-    after = ("from gptlib.assignments.graded_execute import autograde_preprocessors\n"
+    after = ("from gptlib.assignments.nbgrader_hook import autograde_preprocessors\n"
              "c.Autograde.autograde_preprocessors = autograde_preprocessors()\n"
              f"c.GradedExecute.data_dir = {str(source)!r}\n")
     config = root / "nbgrader_config.py"

@@ -22,7 +22,7 @@ c.Execute.timeout = int(os.environ.get("GPTLIB_CLASSROOM_CELL_TIMEOUT", "1800"))
 # Autograde judges every check cell in nbgrader's own process, not in the student's kernel
 # (gptlib.assignments.graded_execute): the kernel only answers the grader's questions. Limits
 # per question to the kernel, and the course's data as the teacher released it.
-from gptlib.assignments.graded_execute import autograde_preprocessors  # noqa: E402
+from gptlib.assignments.nbgrader_hook import autograde_preprocessors  # noqa: E402
 
 c.Autograde.autograde_preprocessors = autograde_preprocessors()
 c.GradedExecute.check_seconds = float(os.environ.get("GPTLIB_CLASSROOM_CHECK_SECONDS", "300"))

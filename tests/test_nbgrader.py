@@ -144,7 +144,7 @@ def course(tmp_path_factory) -> dict:
         f"c.CourseDirectory.course_id = {COURSE!r}\n"
         "c.CourseDirectory.ignore = ['.ipynb_checkpoints', '*.pyc', '__pycache__', 'feedback', 'runs', 'figures']\n"
         "c.Execute.timeout = 300\n"
-        "from gptlib.assignments.graded_execute import autograde_preprocessors\n"
+        "from gptlib.assignments.nbgrader_hook import autograde_preprocessors\n"
         "c.Autograde.autograde_preprocessors = autograde_preprocessors()\n"
         f"c.GradedExecute.data_dir = {str(root / 'source' / COURSE)!r}\n"
         "c.GradedExecute.check_seconds = 60\n")

@@ -16,8 +16,9 @@ The package, one job per module:
 * grading outside the student's process: :mod:`~gptlib.assignments.answer` (the kernel's
   side: it answers, decides nothing), :mod:`~gptlib.assignments.channel` (the grader's
   questions, answers read safely), :mod:`~gptlib.assignments.judge` (one check cell's
-  verdict), :mod:`~gptlib.assignments.graded_execute` (nbclient's and nbgrader's execution
-  with the verdicts), :mod:`~gptlib.assignments.authorship` (copies and wrappers of the
+  verdict), :mod:`~gptlib.assignments.graded_execute` and
+  :mod:`~gptlib.assignments.nbgrader_hook` (nbclient's and nbgrader's execution with the
+  verdicts), :mod:`~gptlib.assignments.authorship` (copies and wrappers of the
   library's or the book's code), :mod:`~gptlib.assignments.fingerprints`.
 
 Names are loaded on first use, so ``import gptlib.assignments`` costs nothing; nothing here

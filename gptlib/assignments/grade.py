@@ -1,7 +1,7 @@
 """Grading a submitted notebook without nbgrader: ``gptlib assignments grade``.
 
 :func:`grade_notebook` does what nbgrader's autograde does with
-:class:`~gptlib.assignments.graded_execute.GradedExecute`, and refuses what it would let
+:class:`~gptlib.assignments.nbgrader_hook.GradedExecute`, and refuses what it would let
 through:
 
 1. every teacher cell (locked, or a check) is restored from the source notebook by its

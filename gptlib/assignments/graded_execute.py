@@ -7,37 +7,29 @@ cells, and the verdict replaces everything the cell displayed. Per question, a t
 (the kernel is interrupted) and a memory limit (the kernel's resident memory, polled) from
 the teacher's configuration; hitting one fails the check with a line that says which.
 
-Two users:
+Two users: :class:`gptlib.assignments.nbgrader_hook.GradedExecute` (nbgrader's ``Execute``
+with the mixin, for ``nbgrader autograde``), and :class:`JudgingClient` (nbclient's
+``NotebookClient`` with the mixin, for ``gptlib assignments grade``).
 
-* :class:`GradedExecute`, nbgrader's ``Execute`` preprocessor with the mixin, put in its place
-  in autograde's list by ``nbgrader_config.py``::
-
-      from gptlib.assignments.graded_execute import autograde_preprocessors
-      c.Autograde.autograde_preprocessors = autograde_preprocessors()
-      c.GradedExecute.check_seconds = 120       # per question to the kernel
-      c.GradedExecute.check_memory_mb = 6000    # the kernel's resident memory while it answers
-      c.GradedExecute.data_dir = "source/ch6"   # the course's data/ as the teacher made it
-
-* :class:`JudgingClient`, nbclient's ``NotebookClient`` with the mixin, for
-  ``gptlib assignments grade``.
+What judging needs (torch, the checks, torch's optimizer machinery) is loaded by
+:func:`warm` in a thread while the kernel starts and runs the first cells, so the grader's
+own start-up overlaps the student's code instead of adding to it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import queue
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient import NotebookClient
-from nbgrader.preprocessors import Execute
 from traitlets import Dict, Float, Unicode
 from traitlets.config import LoggingConfigurable
 
-from gptlib.assignments.channel import Channel, Limits, NoAnswer
-from gptlib.assignments.judge import Verdict, judge
 from gptlib.assignments.release import is_check_cell, is_teacher_cell
 from gptlib.support.environ import GRADING_ENV
 
@@ -89,7 +81,9 @@ class JudgingMixin(LoggingConfigurable):
         except FileNotFoundError:
             return None
 
-    def _limits(self, grade_id: str | None) -> Limits:
+    def _limits(self, grade_id: str | None) -> Any:
+        from gptlib.assignments.channel import Limits
+
         own = self.check_limits.get(grade_id or "", {})
         memory = float(own.get("memory_mb", self.check_memory_mb) or 0) or None
         return Limits(seconds=float(own.get("seconds", self.check_seconds)), memory_mb=memory)
@@ -98,8 +92,10 @@ class JudgingMixin(LoggingConfigurable):
         process = getattr(getattr(self.km, "provisioner", None), "process", None)
         return getattr(process, "pid", None)
 
-    async def _ask(self, code: str, limits: Limits) -> None:
+    async def _ask(self, code: str, limits: Any) -> None:
         """Run ``code`` silently in the kernel; NoAnswer when a limit is hit or it stopped."""
+        from gptlib.assignments.channel import NoAnswer
+
         msg_id = self.kc.execute(code, silent=True, store_history=False, allow_stdin=False, stop_on_error=False)
         deadline = time.monotonic() + limits.seconds
         pid = self._kernel_pid()
@@ -133,7 +129,11 @@ class JudgingMixin(LoggingConfigurable):
             if msg.get("parent_header", {}).get("msg_id") == msg_id:
                 return
 
-    def _judge_cell(self, cell: Any, loop: asyncio.AbstractEventLoop) -> Verdict:
+    def _judge_cell(self, cell: Any, loop: asyncio.AbstractEventLoop) -> Any:
+        self._warming().join()
+        from gptlib.assignments.channel import Channel, Limits
+        from gptlib.assignments.judge import judge
+
         def ask(code: str, limits: Limits) -> None:
             asyncio.run_coroutine_threadsafe(self._ask(code, limits), loop).result()
 
@@ -144,8 +144,15 @@ class JudgingMixin(LoggingConfigurable):
         finally:
             channel.close()
 
+    def _warming(self) -> threading.Thread:
+        if "_warm_thread" not in self.__dict__:
+            self.__dict__["_warm_thread"] = threading.Thread(target=warm, args=(self._profile(),), daemon=True)
+            self.__dict__["_warm_thread"].start()
+        return self.__dict__["_warm_thread"]
+
     async def async_execute_cell(self, cell: Any, cell_index: int, execution_count: int | None = None,
                                  store_history: bool = True) -> Any:
+        self._warming()  # started with the first cell, beside the kernel
         cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         if is_check_cell(cell) and cell.source.strip():
             verdict = await asyncio.to_thread(self._judge_cell, cell, asyncio.get_running_loop())
@@ -156,25 +163,26 @@ class JudgingMixin(LoggingConfigurable):
     execute_cell = run_sync(async_execute_cell)
 
     @property
-    def verdicts(self) -> list[Verdict]:
+    def verdicts(self) -> list[Any]:  # gptlib.assignments.judge.Verdict
         if "_verdicts" not in self.__dict__:
             self.__dict__["_verdicts"] = []
         return self.__dict__["_verdicts"]
+
+
+def warm(profile: str) -> None:
+    """Load what judging needs: torch and its optimizer machinery, the checks, the tokenizer."""
+    import torch
+
+    from gptlib.assignments import a01, a02, a03, a04, a05, channel, judge  # noqa: F401
+    from gptlib.finetune import run_finetune  # noqa: F401
+    from gptlib.tokenizer import get_tokenizer
+
+    torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)  # the first one imports torch's compiler
+    get_tokenizer()
 
 
 class JudgingClient(JudgingMixin, NotebookClient):
     """nbclient's NotebookClient whose check cells are judged by this process."""
 
 
-class GradedExecute(JudgingMixin, Execute):
-    """nbgrader's Execute preprocessor, with every check cell judged by the grader's process."""
-
-
-def autograde_preprocessors() -> list[Any]:
-    """nbgrader's autograde preprocessors with :class:`GradedExecute` in place of Execute."""
-    from nbgrader.converters import Autograde
-
-    return [GradedExecute if p is Execute else p for p in Autograde.class_traits()["autograde_preprocessors"].default()]
-
-
-__all__ = ["GradedExecute", "autograde_preprocessors", "JudgingClient", "JudgingMixin", "student_sources"]
+__all__ = ["JudgingClient", "JudgingMixin", "student_sources", "warm"]

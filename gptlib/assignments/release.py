@@ -39,6 +39,11 @@ next to them.
   things out in seconds, set `PROFILE = "smoke"` (a tiny random model, made-up data; its
   numbers mean nothing). Grading always uses the profile your teacher chooses.
 * Run the whole notebook top to bottom (Kernel > Restart and Run All) before you hand it in.
+* When grading, the grader runs every check again outside your notebook, on new inputs, and
+  retrains your runs. Write each function yourself: one that is, calls or copies gptlib's or
+  torch's function for the task scores 0 on its check and is flagged for your teacher, and so
+  is a function in a notebook whose cells use what no task needs (`exec`, `__code__`,
+  IPython's transformers, `sys.meta_path`, threads, ...).
 """
 
 
