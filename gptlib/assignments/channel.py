@@ -43,6 +43,9 @@ def allowed() -> list[Any]:
     return [*ours, *_TORCH_LAYERS, torch.nn.modules.module._WrappedHook]
 
 
+MAX_ANSWER_BYTES = 2**31  # an answer larger than this is not read (a run of gpt2-small: about 30 MiB)
+
+
 class Unreadable(Exception):
     """An answer the safe loader refused (it holds code or classes of the notebook)."""
 
@@ -98,8 +101,13 @@ class Channel:
         torch.save(question, path)
         code = f"__import__('gptlib.assignments.answer', fromlist=['serve']).serve({str(path)!r})"
         self.ask(code, self.limits)
+        answer = Path(str(path) + ".answer")
         try:
-            return safe_load(Path(str(path) + ".answer"))
+            size = answer.stat().st_size
+            if size > MAX_ANSWER_BYTES:
+                raise NoAnswer(f"the notebook's answer is {size / 2**20:,.0f} MiB, more than the grader reads "
+                               f"({MAX_ANSWER_BYTES / 2**20:,.0f} MiB)")
+            return safe_load(answer)
         except FileNotFoundError:
             raise NoAnswer("the notebook's kernel gave no answer (code in the notebook changed how it runs "
                            "the grader's questions)") from None
@@ -276,5 +284,5 @@ class ReportedRun:
         return f"<a run reported by the notebook ({self.data.get('type')})>"
 
 
-__all__ = ["Channel", "Limits", "NoAnswer", "RemoteFunction", "ReportedRun", "Unreadable", "allowed",
+__all__ = ["MAX_ANSWER_BYTES", "Channel", "Limits", "NoAnswer", "RemoteFunction", "ReportedRun", "Unreadable", "allowed",
            "describe_call", "safe_load"]
