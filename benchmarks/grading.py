@@ -104,8 +104,7 @@ def cheats(work: Path, before: Path) -> dict[str, object]:
             "c.CourseDirectory.ignore = ['.ipynb_checkpoints', '*.pyc', '__pycache__', 'feedback', 'runs', 'figures']\n"
             "c.Execute.timeout = 300\n")
     after = ("from gptlib.assignments.nbgrader_hook import autograde_preprocessors\n"
-             "c.Autograde.autograde_preprocessors = autograde_preprocessors()\n"
-             f"c.GradedExecute.data_dir = {str(source)!r}\n")
+             "c.Autograde.autograde_preprocessors = autograde_preprocessors()\n")
     config = root / "nbgrader_config.py"
     config.write_text(base)
     env_before = environment(work / "home-course-before", before)

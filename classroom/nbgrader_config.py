@@ -20,11 +20,10 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 # (notebooks/assignments/README.md, "Time"); 1,800 s covers it. The smoke profile needs 300.
 c.Execute.timeout = int(os.environ.get("GPTLIB_CLASSROOM_CELL_TIMEOUT", "1800"))
 # Autograde judges every check cell in nbgrader's own process, not in the student's kernel
-# (gptlib.assignments.graded_execute): the kernel only answers the grader's questions. Limits
-# per question to the kernel, and the course's data as the teacher released it.
+# (gptlib.assignments.nbgrader_hook): the kernel only answers the grader's questions, and the
+# grader reads data/ from the assignment's source folder. Limits per question to the kernel.
 from gptlib.assignments.nbgrader_hook import autograde_preprocessors  # noqa: E402
 
 c.Autograde.autograde_preprocessors = autograde_preprocessors()
 c.GradedExecute.check_seconds = float(os.environ.get("GPTLIB_CLASSROOM_CHECK_SECONDS", "300"))
 c.GradedExecute.check_memory_mb = float(os.environ.get("GPTLIB_CLASSROOM_CHECK_MEMORY_MB", "6000"))
-c.GradedExecute.data_dir = os.path.join(c.CourseDirectory.root, "source", c.CourseDirectory.course_id)

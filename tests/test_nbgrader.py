@@ -146,7 +146,6 @@ def course(tmp_path_factory) -> dict:
         "c.Execute.timeout = 300\n"
         "from gptlib.assignments.nbgrader_hook import autograde_preprocessors\n"
         "c.Autograde.autograde_preprocessors = autograde_preprocessors()\n"
-        f"c.GradedExecute.data_dir = {str(root / 'source' / COURSE)!r}\n"
         "c.GradedExecute.check_seconds = 60\n")
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "GPTLIB_GRADING_PROFILE": "smoke",
            "GPTLIB_HOME": str(root / "gptlib-home")}

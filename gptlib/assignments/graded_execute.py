@@ -63,7 +63,8 @@ class JudgingMixin(LoggingConfigurable):
     check_limits = Dict(help="Per check cell (grade_id): {'seconds': ..., 'memory_mb': ...}.").tag(config=True)
     grading_profile = Unicode("", help="The profile the checks grade with (smoke or book); default: "
                               "$GPTLIB_GRADING_PROFILE, else smoke.").tag(config=True)
-    data_dir = Unicode("", help="The course's files (data/...) as the teacher released them; default: "
+    data_dir = Unicode("", help="The course's files (data/...) as the teacher released them ({assignment}: "
+                       "the assignment's id); default: the assignment's source folder under nbgrader, else "
                        "gptlib's notebooks/assignments.").tag(config=True)
 
     def _profile(self) -> str:
