@@ -166,3 +166,39 @@ def test_a_grading_process_never_reads_a_shared_store(tmp_path):
     student = subprocess.run([sys.executable, "-c", code.replace("os.environ.pop('GPTLIB_GRADING_PROFILE'); ", "")],
                              capture_output=True, text=True, timeout=120, env=env)
     assert student.stdout.split() == [str(tmp_path), str(tmp_path / "bases" / "x.pt")], student.stderr
+
+
+@pytest.mark.slow
+def test_a_students_run_killed_midway_leaves_the_shared_store_and_their_own_usable(tmp_path):
+    """A kernel killed mid-run (SIGKILL, nothing cleaned up): the class's shared folder is as
+    it was, the student's own store and run folder hold no half-written file under a real
+    name, and the student's next run works."""
+    import signal
+
+    shared = tmp_path / "class"
+    warm = _cli("cache", "warm", "--into", str(shared), *RUN, env={"GPTLIB_HOME": str(tmp_path / "teacher")})
+    assert warm.returncode == 0, warm.stdout + warm.stderr
+    before = _snapshot(shared)
+    home, out = tmp_path / "student", tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GPTLIB_HOME": str(home), "GPTLIB_SHARED_STORE": str(shared)}
+    # another padded length: a miss in the shared store, so the student computes and writes their own entry
+    args = [sys.executable, "-m", "gptlib", "finetune", *RUN, "--max-length", "48", "--epochs", "5000",
+            "--no-progress", "--output", str(out)]
+    student = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in student.stdout:  # the store's entry is written before training starts
+        seen.append(line)
+        if line.startswith("Ep 1"):
+            break
+    assert student.poll() is None, "the run ended before it could be killed: " + "".join(seen)
+    student.send_signal(signal.SIGKILL)
+    student.wait(timeout=60)
+    assert _snapshot(shared) == before, "the shared store is as the teacher left it"
+    for folder in (home, out):
+        named = [p for p in folder.rglob("*") if p.is_file() and p.name.endswith(".part") and not p.name.startswith(".")]
+        assert not named, f"half-written files under a real name: {named}"
+    again = _cli("finetune", *RUN, "--max-length", "48", "--epochs", "1", "--no-progress", "--output", str(out),
+                 env={"GPTLIB_HOME": str(home), "GPTLIB_SHARED_STORE": str(shared)})
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Test accuracy" in again.stdout
+    assert _snapshot(shared) == before

@@ -180,7 +180,8 @@ def test_limits_per_question_stop_the_kernel_with_a_clear_line(tmp_path):
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
         cell.source = {"a02_decay_shrink": SLOW, "a02_with_dropout": GREEDY}.get(gid, cell.source)
     nbformat.write(nb, path)
-    report = grade_notebook(path, source=SOURCE / path.name, check_seconds=4, check_memory_mb=2000)
+    report = grade_notebook(path, source=SOURCE / path.name, check_seconds=50, check_memory_mb=2000,
+                            check_limits={"a02_decay_shrink_check": {"seconds": 4}})
     said = {c["grade_id"]: c["feedback"] for c in report.checks}
     assert "stopped after 4 s, the time limit your teacher set" in said["a02_decay_shrink_check"]
     assert "over the memory limit of 2,000 MiB" in said["a02_with_dropout_check"]

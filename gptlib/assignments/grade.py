@@ -142,14 +142,16 @@ def suspicious_code(nb: Any) -> list[str]:
 
 def grade_notebook(path: str | Path, *, source: str | Path | None = None, profile: str = "smoke",
                    timeout: int = 600, workdir: str | Path | None = None, replay: str | None = None,
-                   check_seconds: float = 120.0, check_memory_mb: float = 0.0) -> GradeReport:
+                   check_seconds: float = 120.0, check_memory_mb: float = 0.0,
+                   check_limits: dict[str, dict[str, float]] | None = None) -> GradeReport:
     """Restore, run and score one submitted notebook; see the module's docstring.
 
     ``source``: the teacher's notebook (default: the one of the same name in the checkout's
     ``notebooks/assignments``); a release notebook works too; its folder's ``data/`` is the
     data the grader reads. ``profile``: the grading profile (``smoke``: a class in minutes;
     ``book``: the real model). ``replay``: ``$GPTLIB_GRADING_REPLAY``. ``check_seconds``,
-    ``check_memory_mb``: what one question to the student's kernel may take. The notebook
+    ``check_memory_mb``: what one question to the student's kernel may take (``check_limits``:
+    per check cell, ``{grade_id: {"seconds": ..., "memory_mb": ...}}``). The notebook
     runs in ``workdir`` (default: its own folder). It executes the student's code: grade
     untrusted submissions in a container without network (see the teacher's guide).
     """
@@ -167,7 +169,7 @@ def grade_notebook(path: str | Path, *, source: str | Path | None = None, profil
         client = JudgingClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                                resources={"metadata": {"path": str(workdir or path.parent)}},
                                grading_profile=profile, data_dir=str(source.parent), check_seconds=check_seconds,
-                               check_memory_mb=check_memory_mb)
+                               check_memory_mb=check_memory_mb, check_limits=dict(check_limits or {}))
         client.execute()
     finally:
         for key, value in saved.items():

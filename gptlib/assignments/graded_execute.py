@@ -111,14 +111,15 @@ class JudgingMixin(LoggingConfigurable):
                 raise NoAnswer("the notebook's kernel stopped while answering")
             used = _rss_mb(pid) if limits.memory_mb else None
             over_time = time.monotonic() > deadline
-            if over_time or (used is not None and used > limits.memory_mb):
+            over_memory = used is not None and used > limits.memory_mb
+            if over_time or over_memory:
                 await ensure_async(self.km.interrupt_kernel())
                 await self._drain(msg_id)
-                if over_time:
-                    raise NoAnswer(f"stopped after {limits.seconds:g} s, the time limit your teacher set for one "
-                                   "call of this check; make the code faster")
-                raise NoAnswer(f"stopped when the kernel used {used:,.0f} MiB, over the memory limit of "
-                               f"{limits.memory_mb:,.0f} MiB your teacher set for this check")
+                if over_memory:
+                    raise NoAnswer(f"stopped when the kernel used {used:,.0f} MiB, over the memory limit of "
+                                   f"{limits.memory_mb:,.0f} MiB your teacher set for this check")
+                raise NoAnswer(f"stopped after {limits.seconds:g} s, the time limit your teacher set for one "
+                               "call of this check; make the code faster")
 
     async def _drain(self, msg_id: str, seconds: float = 10.0) -> None:
         end = time.monotonic() + seconds

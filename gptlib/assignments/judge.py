@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import importlib
+import inspect
 import io
 import warnings
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import Any
 from gptlib.assignments import inputs
 from gptlib.assignments.authorship import findings
 from gptlib.assignments.channel import Channel, NoAnswer
-from gptlib.assignments.feedback import CheckFailed, wrap
+from gptlib.assignments.feedback import wrap
 from gptlib.assignments.integrity import ASSIGNMENT_MODULES
 from gptlib.assignments.profiles import graded_as
 
@@ -103,6 +104,7 @@ def judge(grade_id: str, source: str, channel: Channel, student_sources: list[st
     check = getattr(module, call.check, None)
     if check is None or call.check not in module.__all__:
         return Verdict(grade_id, False, f"the grader has no check {call.check!r}; tell your teacher.")
+    check = inspect.unwrap(check)  # the check itself, not a student-run wrapper around it
     from gptlib.assignments.profiles import assignment_profile
     from gptlib.notebook import profile_device
 
@@ -117,7 +119,7 @@ def judge(grade_id: str, source: str, channel: Channel, student_sources: list[st
             with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
                 warnings.simplefilter("ignore")
                 check(*values)
-    except CheckFailed as failed:
+    except AssertionError as failed:  # CheckFailed (of whichever import of feedback raised it)
         return Verdict(grade_id, False, str(failed), _flags_of(channel.calls, student_sources))
     except NoAnswer as err:
         return Verdict(grade_id, False, f"{err}.")
