@@ -278,6 +278,10 @@ CHEATS = {
                    'threading.Thread(target=_watch, daemon=True).start()\n\n\n'
                    'def precision_recall_f1(predictions, labels, positive=1):\n    return (1.0, 1.0, 1.0)\n'},
         ("a04_prf_check",)),
+    "kernel-exits": Cheat("31. the kernel ends itself when the grader calls the function", "A02_overfitting", {
+        "a02_decay_shrink": 'import os\n\n\ndef decay_shrink(lr, weight_decay, steps):\n    os._exit(0)\n'},
+        ("a02_decay_shrink_check", "a02_runs_check", "a02_gaps_check", "a02_best_step_check"),
+        says="kernel stopped while answering"),
 }
 
 __all__ = ["A01", "A02", "A03", "A04", "A05", "CHEATS", "Cheat"]

@@ -27,6 +27,7 @@ from typing import Any
 
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
 from traitlets import Dict, Float, Unicode
 from traitlets.config import LoggingConfigurable
 
@@ -108,6 +109,7 @@ class JudgingMixin(LoggingConfigurable):
             if msg is not None and msg.get("parent_header", {}).get("msg_id") == msg_id:
                 return
             if not await ensure_async(self.km.is_alive()):
+                self.__dict__["_kernel_gone"] = True
                 raise NoAnswer("the notebook's kernel stopped while answering")
             used = _rss_mb(pid) if limits.memory_mb else None
             over_time = time.monotonic() > deadline
@@ -155,7 +157,20 @@ class JudgingMixin(LoggingConfigurable):
     async def async_execute_cell(self, cell: Any, cell_index: int, execution_count: int | None = None,
                                  store_history: bool = True) -> Any:
         self._warming()  # started with the first cell, beside the kernel
-        cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        if self.__dict__.get("_kernel_gone"):  # a cell above ended the kernel: nothing more runs
+            if is_check_cell(cell) and cell.source.strip():
+                from gptlib.assignments.judge import Verdict
+
+                verdict = Verdict(_grade_id(cell) or "?", False, "the notebook's kernel stopped before this check "
+                                  "(code above ended it, e.g. os._exit or a crash); nothing after it was graded.")
+                cell.outputs = verdict.outputs()
+                self.verdicts.append(verdict)
+            return cell
+        try:
+            cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        except DeadKernelError:
+            self.__dict__["_kernel_gone"] = True
+            return await self.async_execute_cell(cell, cell_index, execution_count, store_history)
         if is_check_cell(cell) and cell.source.strip():
             verdict = await asyncio.to_thread(self._judge_cell, cell, asyncio.get_running_loop())
             cell.outputs = verdict.outputs()
