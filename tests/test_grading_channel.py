@@ -186,3 +186,13 @@ def test_limits_per_question_stop_the_kernel_with_a_clear_line(tmp_path):
     assert "stopped after 4 s, the time limit your teacher set" in said["a02_decay_shrink_check"]
     assert "over the memory limit of 2,000 MiB" in said["a02_with_dropout_check"]
     assert report.score == 0
+
+
+def test_the_grader_judges_under_its_own_profile_and_replay():
+    from gptlib.assignments.profiles import graded_as, grading_profile_name, replay_mode
+
+    with graded_as("smoke", "measure"):
+        assert grading_profile_name() == "smoke" and replay_mode() == "measure"
+        with graded_as("book"):
+            assert grading_profile_name() == "book" and replay_mode() == "full"
+    assert grading_profile_name() == (os.environ.get("GPTLIB_GRADING_PROFILE") or None)

@@ -240,7 +240,8 @@ class ReportedRun:
     """A run as the kernel reported it: settings, numbers and weights, nothing callable.
 
     :func:`gptlib.assignments.verify.verified_run` rebuilds its model on the grader's side
-    from the grader's own untrained classifier and the reported weights."""
+    from the grader's own untrained classifier and the reported weights; this object holds
+    no model and is not changed."""
 
     def __init__(self, data: dict[str, Any]):
         self.data = data
@@ -249,8 +250,6 @@ class ReportedRun:
         self.accuracy = data.get("accuracy")
         self.loss = data.get("loss")
         self.name = data.get("name")
-        self.model: nn.Module | None = None  # set by verified_run from the reported weights
-        self.loaders: tuple = ()
 
     @property
     def state(self) -> dict[str, torch.Tensor]:

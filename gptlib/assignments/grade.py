@@ -169,7 +169,8 @@ def grade_notebook(path: str | Path, *, source: str | Path | None = None, profil
         client = JudgingClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                                resources={"metadata": {"path": str(workdir or path.parent)}},
                                grading_profile=profile, data_dir=str(source.parent), check_seconds=check_seconds,
-                               check_memory_mb=check_memory_mb, check_limits=dict(check_limits or {}))
+                               check_memory_mb=check_memory_mb, check_limits=dict(check_limits or {}),
+                               replay=replay or "")
         client.execute()
     finally:
         for key, value in saved.items():

@@ -64,6 +64,8 @@ class JudgingMixin(LoggingConfigurable):
     check_limits = Dict(help="Per check cell (grade_id): {'seconds': ..., 'memory_mb': ...}.").tag(config=True)
     grading_profile = Unicode("", help="The profile the checks grade with (smoke or book); default: "
                               "$GPTLIB_GRADING_PROFILE, else smoke.").tag(config=True)
+    replay = Unicode("", help="How run checks verify a run: full (train it again) or measure; default: "
+                     "$GPTLIB_GRADING_REPLAY, else full.").tag(config=True)
     data_dir = Unicode("", help="The course's files (data/...) as the teacher released them ({assignment}: "
                        "the assignment's id); default: the assignment's source folder under nbgrader, else "
                        "gptlib's notebooks/assignments.").tag(config=True)
@@ -72,6 +74,13 @@ class JudgingMixin(LoggingConfigurable):
         import os
 
         return (self.grading_profile or os.environ.get(GRADING_ENV, "") or "smoke").strip().lower()
+
+    def _replay(self) -> str:
+        import os
+
+        from gptlib.assignments.profiles import REPLAY_ENV
+
+        return (self.replay or os.environ.get(REPLAY_ENV, "") or "full").strip().lower()
 
     def _data_dir(self) -> Path | None:
         if self.data_dir:
@@ -144,7 +153,8 @@ class JudgingMixin(LoggingConfigurable):
         gid = _grade_id(cell) or "?"
         channel = Channel(ask, self._limits(gid))
         try:
-            return judge(gid, cell.source, channel, student_sources(self.nb), self._profile(), self._data_dir())
+            return judge(gid, cell.source, channel, student_sources(self.nb), self._profile(), self._data_dir(),
+                         self._replay())
         finally:
             channel.close()
 

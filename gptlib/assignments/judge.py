@@ -93,9 +93,9 @@ def _resolve_data(value: Any, data_dir: Path | None) -> Any:
 
 
 def judge(grade_id: str, source: str, channel: Channel, student_sources: list[str], profile: str,
-          data_dir: Path | None = None) -> Verdict:
+          data_dir: Path | None = None, replay: str = "full") -> Verdict:
     """Run one check in this process on what the student's kernel reports, under the grader's
-    ``profile`` (``smoke`` or ``book``)."""
+    ``profile`` (``smoke`` or ``book``), verifying runs the ``replay`` way (``full`` or ``measure``)."""
     try:
         call = parse_check(source)
     except (ValueError, SyntaxError) as err:
@@ -113,7 +113,7 @@ def judge(grade_id: str, source: str, channel: Channel, student_sources: list[st
     out = io.StringIO()
     try:
         names = [value for kind, value in call.args if kind == "name"]
-        with graded_as(profile):
+        with graded_as(profile, replay):
             reported = channel.report(names)
             values = [reported[v] if kind == "name" else _resolve_data(v, data_dir) for kind, v in call.args]
             with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):

@@ -33,13 +33,14 @@ _BOOK = {"A02": {"epochs": 10, "eval_freq": 10},  # 25 steps per epoch on 200 me
          "A05": {"epochs": 10, "eval_freq": 5}}  # a small data set: more, shorter epochs
 
 
-_GRADER: list[str] = []  # the grader's profile while it judges a check in its own process
+_GRADER: list[tuple[str, str]] = []  # (profile, replay) while the grader judges a check in its own process
 
 
 @contextlib.contextmanager
-def graded_as(name: str) -> Iterator[None]:
-    """In the grader's process: the checks run under profile ``name`` while the block runs."""
-    _GRADER.append(name)
+def graded_as(name: str, replay: str = "full") -> Iterator[None]:
+    """In the grader's process: the checks run under profile ``name`` (and verify runs the
+    ``replay`` way) while the block runs."""
+    _GRADER.append((name, replay))
     try:
         yield
     finally:
@@ -49,7 +50,7 @@ def graded_as(name: str) -> Iterator[None]:
 def grading_profile_name() -> str | None:
     """The grader's profile (the grader's own while it judges; else ``$GPTLIB_GRADING_PROFILE``
     as the kernel started), or None."""
-    value = (_GRADER[-1] if _GRADER else started_environ().get(GRADING_ENV, "")).strip().lower()
+    value = (_GRADER[-1][0] if _GRADER else started_environ().get(GRADING_ENV, "")).strip().lower()
     if not value:
         return None
     if value not in PROFILES:
@@ -59,7 +60,7 @@ def grading_profile_name() -> str | None:
 
 def replay_mode() -> str:
     """How checks verify a run: ``full`` (train it again; the default) or ``measure``."""
-    value = started_environ().get(REPLAY_ENV, "full").strip().lower() or "full"
+    value = (_GRADER[-1][1] if _GRADER else started_environ().get(REPLAY_ENV, "full")).strip().lower() or "full"
     if value not in ("full", "measure"):
         raise ValueError(f"${REPLAY_ENV} is {value!r}; use 'full' or 'measure'.")
     return value

@@ -173,20 +173,19 @@ def verified_run(run: Any, label: str, profile: Profile, settings: dict[str, Any
     expected = _expected_config(profile, settings, files)
     _compare_settings(run, label, expected, set(settings), hints or {})
     initial = _initial_model(expected, len(run.class_names), adjust)
-    if isinstance(run, ReportedRun):
-        run.model = _rebuilt(run, label, initial)
-    _check_against_initial(run.model, label, initial)
+    model = _rebuilt(run, label, initial) if isinstance(run, ReportedRun) else run.model
+    _check_against_initial(model, label, initial)
     if replay_mode() == "full":
         trusted = run_experiment(profile, name=label, adjust=adjust, quiet=True, **settings, **(data or {}))
-        if list(run.class_names) != list(trusted.class_names) or not _same_model(run.model, trusted.model):
+        if list(run.class_names) != list(trusted.class_names) or not _same_model(model, trusted.model):
             fail(f"`{label}`'s model is not the one that training with its settings gives: it was changed "
                  "after training, trained on other data, or not made by run_experiment in this "
                  "notebook. Run the cell that makes it again, as the task says.")
         return trusted
-    return _measured(run, label, expected)
+    return _measured(run, model, label, expected)
 
 
-def _measured(run: Any, label: str, expected: dict[str, Any]) -> Run:
+def _measured(run: Any, model: nn.Module, label: str, expected: dict[str, Any]) -> Run:
     """The student's model, with numbers the checker measured on data it built itself."""
     from gptlib.data import create_data_loaders
     from gptlib.finetune import build_datasets
@@ -199,9 +198,9 @@ def _measured(run: Any, label: str, expected: dict[str, Any]) -> Run:
     *datasets, names = build_datasets(cfg, get_tokenizer(), Path(cfg.output) / "data", context, verbose=False)
     loaders = create_data_loaders(*datasets, batch_size=cfg.batch_size, seed=cfg.seed)
     accuracy, loss = {}, {}
-    device = next(run.model.parameters()).device
+    device = next(model.parameters()).device
     for split, loader in zip(SPLITS, loaders):
-        accuracy[split], loss[split] = evaluate_loader(loader, run.model, device, cfg.token)
+        accuracy[split], loss[split] = evaluate_loader(loader, model, device, cfg.token)
         claimed = (getattr(run, "accuracy", {}) or {}).get(split), (getattr(run, "loss", {}) or {}).get(split)
         if claimed != (accuracy[split], loss[split]) and not all(
                 isinstance(c, float) and abs(c - m) < 1e-6 for c, m in zip(claimed, (accuracy[split], loss[split]))):
@@ -209,9 +208,9 @@ def _measured(run: Any, label: str, expected: dict[str, Any]) -> Run:
                  "was changed after training. Run the cell that makes it again.")
     return Run(name=label, profile="measured", config=expected, train_losses=[], val_losses=[], train_accs=[],
                val_accs=[], examples_seen=0, accuracy=accuracy, loss=loss,
-               trainable_params=count_parameters(run.model, trainable_only=True),
-               total_params=count_parameters(run.model), class_names=list(names), seconds=0.0,
-               model=run.model, loaders=tuple(loaders))
+               trainable_params=count_parameters(model, trainable_only=True),
+               total_params=count_parameters(model), class_names=list(names), seconds=0.0,
+               model=model, loaders=tuple(loaders))
 
 
 __all__ = ["NAMES", "run_like", "verified_run"]
