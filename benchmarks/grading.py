@@ -151,6 +151,7 @@ def points(scores: dict, student: str, notebook: str, targets: list[str]) -> flo
 def report(times: dict, table: dict) -> str:
     import nbformat
 
+    from gptlib.assignments.release import is_check_cell
     from tests.grading_cheats import CHEATS
 
     lines = ["Grading one honest submission (solution notebook), gptlib assignments grade --profile smoke:",
@@ -172,7 +173,7 @@ def report(times: dict, table: dict) -> str:
         for path in sorted(SOURCE.glob("A0*.ipynb")):
             nb = nbformat.read(path, as_version=4)
             possible[path.stem] = {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"])
-                                   for c in nb.cells if is_check(c)}
+                                   for c in nb.cells if is_check_cell(c)}
         lines += ["", f"nbgrader autograde of the whole course: before {table['before']['seconds']:.0f} s, "
                       f"after {table['after']['seconds']:.0f} s", "",
                   f"{'cheat':26s} {'notebook':26s} {'aimed at':>8s} {'before':>7s} {'after':>6s}  kind"]
@@ -193,11 +194,6 @@ def report(times: dict, table: dict) -> str:
             total = sum(sum(p.values()) for p in possible.values())
             lines.append(f"{label}: solutions {sol:g} / {total:g}, untouched release {untouched:g} / {total:g}")
     return "\n".join(lines)
-
-
-def is_check(cell) -> bool:
-    grading = cell.metadata.get("nbgrader", {})
-    return bool(cell.cell_type == "code" and grading.get("grade") and not grading.get("solution"))
 
 
 def main() -> None:

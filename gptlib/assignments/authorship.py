@@ -168,6 +168,7 @@ def findings(sources: Iterable[str], name: str, references: Iterable[Any]) -> li
     ref_names |= {r.__name__ for r in refs}
     found: list[str] = evasive(sources)
     aliases: set[str] = set()
+    defined: set[str] = set()  # functions the student's cells define (a call to one is not a wrapper)
     binding: ast.AST | None = None
     for source in sources:
         tree = _parse(source)
@@ -182,6 +183,8 @@ def findings(sources: Iterable[str], name: str, references: Iterable[Any]) -> li
                     if bound == name:
                         binding = node
         for node in _statements(tree.body):
+            if isinstance(node, ast.FunctionDef):
+                defined.add(node.name)
             if isinstance(node, ast.FunctionDef) and node.name == name:
                 binding = node
             elif isinstance(node, (ast.Assign, ast.AnnAssign)):
@@ -189,8 +192,6 @@ def findings(sources: Iterable[str], name: str, references: Iterable[Any]) -> li
                 if any(isinstance(t, ast.Name) and t.id == name for t in targets):
                     is_none = isinstance(node.value, ast.Constant) and node.value.value is None
                     binding = None if is_none else node
-    defined = {n.name for source in sources if (t := _parse(source)) is not None for n in _statements(t.body)
-               if isinstance(n, ast.FunctionDef)}
     aliases -= defined
     if isinstance(binding, (ast.Import, ast.ImportFrom)):
         found.append(f"`{name}` is imported, not written in the notebook")
