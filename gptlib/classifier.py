@@ -34,6 +34,7 @@ from torch import nn
 from gptlib.model import GPTModel, count_parameters
 from gptlib.models import FAMILIES
 from gptlib.support.files import atomic_path
+from gptlib.support.meta import on_meta
 from gptlib.tokenizer import END_OF_TEXT_ID
 
 
@@ -295,7 +296,7 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
         check_config(cfg) if family is None else check_open_config(cfg)
     except (ValueError, KeyError) as err:
         raise WeightFileError(f"{path}: its model config is not usable ({err}).") from None
-    with torch.device("meta"):
+    with on_meta():
         model = model_cls(cfg)
     model = add_classification_head(model, num_classes, trainable="head", seed=None, inplace=True)
     model = model.to_empty(device="cpu")

@@ -35,6 +35,7 @@ from gptlib.model import (
 )
 from gptlib.support.download import DownloadError, download_file
 from gptlib.support.files import cache_dir
+from gptlib.support.meta import on_meta
 from gptlib.support.weight_files import (
     WeightLoadError,
     check_safetensors,
@@ -239,7 +240,7 @@ def load_pretrained(
     check_config(cfg)
     if is_hf_layout(state_dict):
         state_dict = hf_to_book(state_dict, cfg["n_layers"])
-    with torch.device("meta"):
+    with on_meta():
         model = GPTModel(cfg)
     model = model.to_empty(device="cpu")
     load_into(model, state_dict, source)

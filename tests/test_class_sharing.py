@@ -202,3 +202,35 @@ def test_a_students_run_killed_midway_leaves_the_shared_store_and_their_own_usab
     assert again.returncode == 0, again.stdout + again.stderr
     assert "Test accuracy" in again.stdout
     assert _snapshot(shared) == before
+
+
+def test_a_skeleton_built_on_meta_runs_no_init_and_imports_no_compiler():
+    """Mapping a base builds its skeleton on the meta device; its random fills are skipped, so
+    a process that only loads weights never imports torch._dynamo (1 s and 70 MB)."""
+    code = ("import sys, torch\n"
+            "from gptlib.support.meta import on_meta\n"
+            "from gptlib.model import GPTModel, get_config\n"
+            "with on_meta():\n"
+            "    m = GPTModel(get_config('gpt2-small (124M)'))\n"
+            "w = m.tok_emb.weight\n"
+            "print(w.is_meta, tuple(w.shape), w.requires_grad, 'torch._dynamo' in sys.modules)\n"
+            "print(torch.nn.Linear(2, 2).weight.abs().sum().item() > 0)\n")  # fills elsewhere still run
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "True (50257, 768) True False"
+    assert out[1] == "True"
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/self/maps (Linux)")
+def test_the_labs_warm_up_loads_the_base_before_the_first_click_and_never_downloads(fresh):
+    from gptlib.finetune import FinetuneConfig
+    from gptlib.lab.engine import RunEngine
+    from gptlib.speed.shared_base import base_is_loaded
+
+    cfg = FinetuneConfig(model_size="gpt2-tiny (test)", weights="random", seed=5, figures=None)
+    RunEngine(cfg).warm_up().join(timeout=60)
+    assert base_is_loaded("gpt2-tiny (test)", "random", seed=5)
+    assert mapped_files(), "the warmed base is mapped from its file"
+    forget_base()
+    pretrained = FinetuneConfig(model_size="gpt2-tiny (test)", weights="pretrained", figures=None)
+    RunEngine(pretrained).warm_up().join(timeout=60)  # no weights on disk: nothing is fetched
+    assert not base_is_loaded("gpt2-tiny (test)", "pretrained")

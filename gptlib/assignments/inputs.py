@@ -21,6 +21,7 @@ from gptlib.classifier import add_classification_head
 from gptlib.data import SpamDataset, map_labels, read_sms_spam
 from gptlib.model import GPTModel, get_config
 from gptlib.notebook import smoke_data_file
+from gptlib.support.meta import on_meta
 from gptlib.tokenizer import END_OF_TEXT_ID, get_tokenizer
 
 PAD_ID = END_OF_TEXT_ID
@@ -54,7 +55,7 @@ def tiny_model(seed: int = 7, **overrides) -> GPTModel:
 
 def meta_model(size: str = "gpt2-small (124M)") -> GPTModel:
     """GPT-2 of a real size on the meta device: its shapes and counts, no memory, no weights."""
-    with torch.device("meta"):
+    with on_meta():
         return GPTModel(get_config(size))
 
 

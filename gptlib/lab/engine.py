@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from gptlib import finetune
+from gptlib import finetune, speed
 from gptlib.finetune import FinetuneConfig, FinetuneResult
 from gptlib.lab.bonus import book_bonus_results
 from gptlib.lab.controls import padding_choice, training_size
@@ -147,6 +147,23 @@ class RunEngine:
         if wait:
             self.wait()
         return True
+
+    def warm_up(self, cfg: FinetuneConfig | None = None) -> threading.Thread:
+        """Load, in a background thread, what the first run of ``cfg`` (the base settings by
+        default) would otherwise wait for: see :func:`gptlib.speed.warm_process`. A run started
+        meanwhile waits only for what it shares. Best effort: a failure here is the run's to
+        report, in the lab's words, when it comes to it."""
+        cfg = cfg or self.base
+
+        def work() -> None:
+            try:
+                speed.warm_process(cfg)
+            except Exception:  # noqa: BLE001  (the run meets the same problem and explains it)
+                pass
+
+        thread = threading.Thread(target=work, name="gptlib-lab-warm-up", daemon=True)
+        thread.start()
+        return thread
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the runs to end; True when none is going any more."""

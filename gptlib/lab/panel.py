@@ -62,6 +62,7 @@ class ExperimentPanel(SettingsForm, PanelView):
         self.load_config(base)
         self._refresh_tables()
         self._update_hints()
+        self.engine.warm_up(base)  # the base model and torch's machinery, while the student reads
 
     # -- the engine's state, read through ---------------------------------------------------------
     runs = property(lambda self: self.engine.runs, doc="One row per finished (or stopped) run.")

@@ -28,6 +28,7 @@ from torch import nn
 from gptlib.models import build_model, family_of, hf_repo, is_open_model, preset_name
 from gptlib.support.download import DownloadError, download_file
 from gptlib.support.files import cache_dir, sha256_of
+from gptlib.support.meta import on_meta
 from gptlib.support.weight_files import (
     check_safetensors,
     describe_content,
@@ -337,7 +338,7 @@ def load_hf_model(name_or_path: str | Path, *, device: str | torch.device = "cpu
     cfg = config_from_hf(config)
     if dtype is not None:
         cfg["dtype"] = str(dtype).removeprefix("torch.")
-    with torch.device("meta"):  # no memory, no random init: every tensor is then loaded
+    with on_meta():  # no memory, no random init: every tensor is then loaded
         model = family_of(config["model_type"]).model_cls()(cfg)
     model = model.to_empty(device="cpu")
     model.tie_weights()

@@ -34,7 +34,7 @@ from gptlib.speed.kernels import bf16_choice
 from gptlib.speed.plan import estimate_cache_bytes, speed_blocker
 from gptlib.speed.reuse import PrefixReuse
 
-__all__ = ["Prepared", "prepare", "speed_blocker", "wrap"]
+__all__ = ["Prepared", "prepare", "speed_blocker", "warm_process", "wrap"]
 
 _WHERE = {"computed": "computed", "memory": "taken from the store in memory", "disk": "taken from the store on disk",
           "shared": "taken from the class's shared store"}
@@ -115,3 +115,23 @@ def prepare(model: nn.Module, cfg: Any, datasets: Sequence, *, device: torch.dev
             say(f"Frozen activations {_WHERE.get(runner.warm_source or '', 'computed')} in "
                 f"{time.perf_counter() - began:.1f} s" + (f"; {runner.store.describe()}" if runner.store is not None else ""))
     return Prepared(runner, sampler, fused)
+
+
+def warm_process(cfg: Any) -> None:
+    """Load ahead, once per process, what the first run of ``cfg`` would wait for and every
+    later run reuses: the base model (mapped, see :mod:`~gptlib.speed.shared_base`; only where
+    its weights are on disk already, never a download), fast mode's bfloat16 measurement, and
+    torch's optimizer machinery (a process's first optimizer imports ``torch._dynamo``: about a
+    second and 70 MB, whatever the run). The lab calls it in a background thread when its panel
+    opens, so a student's first click runs about as fast as a re-run."""
+    import torch._dynamo  # noqa: F401  (what torch.optim's first optimizer would import)
+
+    from gptlib.models.hf_weights import weights_file
+    from gptlib.speed.shared_base import shared_base
+    from gptlib.support.device import get_device
+
+    device = get_device(cfg.device)
+    if cfg.speed == "fast":
+        bf16_choice(device)
+    if cfg.weights == "random" or weights_file(cfg.model_size).is_file():
+        shared_base(cfg.model_size, cfg.weights, cfg.seed, progress=False)

@@ -36,6 +36,7 @@ from torch import nn
 
 from gptlib.speed.store import shared_folder
 from gptlib.support.files import atomic_path, cache_dir
+from gptlib.support.meta import on_meta
 
 KEEP_FILES = 4
 ENV = "GPTLIB_MAP_WEIGHTS"
@@ -102,7 +103,7 @@ def mapped_model(path: Path, make: Callable[[], nn.Module], skeleton: Callable[[
 
 def _map(path: Path, skeleton: Callable[[], nn.Module]) -> nn.Module:
     state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    with torch.device("meta"):
+    with on_meta():
         mapped = skeleton()
     mapped.load_state_dict(state, assign=True)
     if any(t.is_meta for t in [*mapped.parameters(), *mapped.buffers()]):

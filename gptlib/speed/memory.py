@@ -30,6 +30,7 @@ from gptlib.model import get_config
 from gptlib.models import canonical_name, is_open_model
 from gptlib.settings import FinetuneConfig
 from gptlib.speed.shared_base import base_is_loaded
+from gptlib.support.meta import on_meta
 
 GIB = 2**30
 
@@ -114,7 +115,7 @@ def open_shape(model_size: str) -> dict[str, int]:
     from gptlib.models import any_config, build_model
 
     cfg = any_config(model_size)
-    with torch.device("meta"):
+    with on_meta():
         model = build_model(model_size)
     block = model.trf_blocks[0]
     q, kv = cfg["n_heads"] * cfg["head_dim"], cfg["n_kv_groups"] * cfg["head_dim"]
