@@ -7,16 +7,19 @@ seed 123), then the same with only the learning rate changed. A worker stands in
 kernel: it drives the lab's own engine (``gptlib.lab.engine.RunEngine``, which calls
 ``run_finetune(cfg, save=False)`` as the lab's Run button does), without the widgets. Each
 student has a ``GPTLIB_HOME`` of its own, so nothing is shared except what the two
-mechanisms share. Two modes per N:
+mechanisms share. Three modes per N:
 
 * **shared**: ``GPTLIB_MAP_WEIGHTS=1`` (base weights mapped from one file) and
   ``GPTLIB_SHARED_STORE`` on a folder the teacher warmed once, before the timed part, with
   ``python -m gptlib cache warm --into FOLDER``;
+* **queued**: shared, and runs take turns as the classroom hub sets them up by default: one
+  slot a core (``GPTLIB_RUN_SLOTS``, see ``gptlib.support.run_slots``), one thread a kernel;
 * **off**: ``GPTLIB_MAP_WEIGHTS=0`` and no shared store: each kernel builds and computes its own.
 
 Measured per N: the peak of the workers' summed PSS (``/proc/<pid>/smaps_rollup``, sampled
 every 0.5 s, children included: shared pages count once over the machine, unlike RSS), each
-run's time and its test accuracy. Before the runs, the floor of a re-run on this machine:
+run's time (from the click: a queued run's includes its wait) and its test accuracy. Before
+the runs each worker warms up as the lab does when it opens (timed apart). Before the runs, the floor of a re-run on this machine:
 one fused AdamW step over the trainable parameters, plus reading the weights and writing and
 reading the gradients once at the measured copy bandwidth, times the run's steps. The N=1
 workers also say where their re-run's time went (from the engine's events) and time their
@@ -42,6 +45,8 @@ from pathlib import Path
 
 import torch
 from pss import PssSampler, machine_ram, rollup
+
+from gptlib.support.run_slots import make_slots
 
 RERUN_LR = 1e-4  # the second experiment: only the learning rate changes
 HEADROOM = 1.5  # on RAM and on the memory limit
@@ -196,17 +201,18 @@ def warm_shared_store(folder: Path, home: Path, model_size: str, quick: bool) ->
             "error": "" if done.returncode == 0 else (done.stderr or done.stdout).strip()[-400:]}
 
 
-def run_group(mode: str, n: int, threads: int, args, tmp: Path, shared: Path, label: str = "") -> dict:
-    label = label or mode
-    folder = tmp / f"{label}-{n}"
+def run_group(mode: str, n: int, threads: int, args, tmp: Path, shared: Path) -> dict:
+    folder = tmp / f"{mode}-{n}"
     folder.mkdir()
     go = folder / "go"
     procs, logs = [], []
     for i in range(n):
         home = folder / f"student-{i}"
         home.mkdir()
-        env = {**_clean_env(threads), "GPTLIB_HOME": str(home), "GPTLIB_MAP_WEIGHTS": "1" if mode == "shared" else "0"}
-        if mode == "shared":
+        env = {**_clean_env(threads), "GPTLIB_HOME": str(home), "GPTLIB_MAP_WEIGHTS": "0" if mode == "off" else "1"}
+        if mode == "queued":  # the hub's default: runs take turns, one a core (gptlib.support.run_slots)
+            env["GPTLIB_RUN_SLOTS"] = str(tmp / "run-slots")
+        if mode != "off":
             env["GPTLIB_SHARED_STORE"] = str(shared)
         cmd = [sys.executable, __file__, "--worker", str(folder / f"ready-{i}"), str(go),
                "--model-size", args.model_size, "--threads", str(threads)]
@@ -234,7 +240,7 @@ def run_group(mode: str, n: int, threads: int, args, tmp: Path, shared: Path, la
             err.close()
     workers = [json.loads((folder / f"worker-{i}.out").read_text().splitlines()[-1]) for i in range(n)]
     mapped = [sorted(sampler.mapped[p.pid]) for p in procs]
-    return {"mode": label, "n": n, "threads": threads, "pss_peak": sampler.peak["Pss"] * 1024,
+    return {"mode": mode, "n": n, "threads": threads, "pss_peak": sampler.peak["Pss"] * 1024,
             "pss_peak_parts": {k: v * 1024 for k, v in sampler.peak.items()},
             "pss_worker_peak": [sampler.worker_peak[p.pid] * 1024 for p in procs],
             "samples": sampler.samples, "workers": workers, "mapped": mapped,
@@ -333,13 +339,13 @@ def _targets(by: dict, mode: str, ns: list[int], cores: int, fl: dict, fixed: di
             allowed = max(1.0, n / cores)
             rows.append((f"slowest run at N={n} vs N=1, over N/cores ({mode})", f"{slow:.2f}x / {allowed:.1f}",
                          slow / allowed, 1.0, slow <= allowed))
-        one = by.get((f"{mode}-1t", 1))
-        if one is not None and max(ns) > 1:  # against one kernel alone on the one thread each gets
-            ref, top = one["workers"][0], max(ns)
-            slow = max(max(w[k] / ref[k] for w in by[(mode, top)]["workers"]) for k in ("first", "rerun"))
-            allowed = top / cores
-            rows.append((f"  the same at N={top} vs N=1 on one thread", f"{slow:.2f}x / {allowed:.1f}",
-                         slow / allowed, 1.0, None))
+        if ("queued", 1) in by:  # the hub's default: every kernel on one thread, runs taking turns
+            ref = by[("queued", 1)]["workers"][0]
+            for n in (n for n in ns[1:] if ("queued", n) in by):
+                slow = max(max(w[k] / ref[k] for w in by[("queued", n)]["workers"]) for k in ("first", "rerun"))
+                allowed = max(1.0, n / cores)
+                rows.append((f"slowest run at N={n} vs N=1, over N/cores (queued)", f"{slow:.2f}x / {allowed:.1f}",
+                             slow / allowed, 1.0, slow <= allowed))
         rerun, steps = base["rerun"], base["rerun_phases"]["n_steps"]
         floor = steps * fl["floor_step"]
         rows.append((f"re-run vs its floor ({steps} fused AdamW steps + traffic)", f"{rerun:.1f} vs {floor:.1f} s",
@@ -410,7 +416,8 @@ def main() -> None:
     parser.add_argument("--time-loader", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--fixed-cost", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ns", default="1,2,4,8", help="numbers of kernels at once (default 1,2,4,8)")
-    parser.add_argument("--modes", default="shared,off", help="shared, off or both (default shared,off)")
+    parser.add_argument("--modes", default="shared,queued,off",
+                        help="any of shared, queued, off (default: all three)")
     parser.add_argument("--quick", action="store_true", help="200 training messages, 1 epoch: a check in minutes")
     parser.add_argument("--model-size", default="gpt2-small (124M)",
                         help="the model (default gpt2-small; 'gpt2-tiny (test)' for a smoke check)")
@@ -432,7 +439,7 @@ def main() -> None:
 
     ns = sorted({int(n) for n in args.ns.split(",")})
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if set(modes) - {"shared", "off"}:
+    if set(modes) - {"shared", "off", "queued"}:
         raise SystemExit(f"--modes takes shared and/or off; got {args.modes!r}")
     cores = len(os.sched_getaffinity(0))
     r: dict = {"cores": cores, "ram": machine_ram(), "torch": torch.__version__, "model_size": args.model_size,
@@ -449,7 +456,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="classroom-") as tmp_name:
         tmp = Path(tmp_name)
         shared = tmp / "shared-store"
-        if "shared" in modes:
+        if {"shared", "queued"} & set(modes):
             (tmp / "teacher").mkdir()
             r["warm"] = warm_shared_store(shared, tmp / "teacher", args.model_size, args.quick)
             w = r["warm"]
@@ -461,14 +468,13 @@ def main() -> None:
                                capture_output=True, text=True, check=True)
         r["fixed"] = json.loads(probe.stdout.splitlines()[-1])
         r["groups"] = []
-        plan = [(n, mode, args.threads or max(1, cores // n)) for n in ns for mode in modes]
-        if 1 in ns and cores > 1 and "shared" in modes and not args.threads:
-            plan.insert(1, (1, "shared", 1))  # one kernel on one thread: what each gets at N >= cores
+        if "queued" in modes:
+            make_slots(tmp / "run-slots", cores)
+        plan = [(n, mode, 1 if mode == "queued" else args.threads or max(1, cores // n)) for n in ns for mode in modes]
         for n, mode, threads in plan:
-            label = mode if threads == max(1, cores // n) or args.threads else f"{mode}-1t"
-            g = run_group(mode, n, threads, args, tmp, shared, label)
+            g = run_group(mode, n, threads, args, tmp, shared)
             r["groups"].append(g)
-            print(f"  {label:9s} N={n}: PSS peak {g['pss_peak'] / MIB:,.0f} MiB, runs "
+            print(f"  {mode:6s} N={n}: PSS peak {g['pss_peak'] / MIB:,.0f} MiB, runs "
                   f"{max(w['first'] for w in g['workers']):.1f} s / {max(w['rerun'] for w in g['workers']):.1f} s "
                   f"(slowest first / re-run)", flush=True)
     if args.save:

@@ -23,6 +23,12 @@ GPTLIB_CLASSROOM_SHARED_STORE  a folder the teacher filled with ``python -m gptl
                            --into FOLDER``, readable (not writable) by everyone: passed to every
                            server as GPTLIB_SHARED_STORE (kernels map the base weights and take
                            the frozen activations from it; gptlib's grader never reads it)
+GPTLIB_CLASSROOM_RUN_SLOTS how many lab runs the machine trains at once over the whole class
+                           (default: its cores; 0 turns the queue off). The hub makes that many
+                           slot files, readable by all, in GPTLIB_CLASSROOM_RUN_SLOTS_DIR (default:
+                           gptlib-run-slots beside the state folder) and passes the folder as
+                           GPTLIB_RUN_SLOTS; each run gets cores // slots threads
+                           (OMP_NUM_THREADS, unless set). See gptlib/support/run_slots.py.
 GPTLIB_GRADING_PROFILE     passed to the teachers' servers only: the profile grading runs in
 GPTLIB_CLASSROOM_CELL_TIMEOUT  passed to the teachers' servers: nbgrader's cell timeout (s)
 """
@@ -80,6 +86,16 @@ c.Spawner.http_timeout = 180
 c.Spawner.environment = {"NBGRADER_EXCHANGE_ROOT": EXCHANGE}
 if env("GPTLIB_CLASSROOM_SHARED_STORE"):
     c.Spawner.environment["GPTLIB_SHARED_STORE"] = env("GPTLIB_CLASSROOM_SHARED_STORE")
+
+SLOTS = int(env("GPTLIB_CLASSROOM_RUN_SLOTS", str(len(os.sched_getaffinity(0)))))
+if SLOTS > 0:  # lab runs take turns, SLOTS at a time, each on its share of the cores
+    from gptlib.support.run_slots import make_slots
+
+    slots_dir = Path(env("GPTLIB_CLASSROOM_RUN_SLOTS_DIR", str(STATE.parent / "gptlib-run-slots")))
+    make_slots(slots_dir, SLOTS)
+    c.Spawner.environment["GPTLIB_RUN_SLOTS"] = str(slots_dir)
+    c.Spawner.environment["OMP_NUM_THREADS"] = env("OMP_NUM_THREADS") or str(
+        max(1, len(os.sched_getaffinity(0)) // SLOTS))
 
 token = env("GPTLIB_CLASSROOM_API_TOKEN")
 if token:

@@ -403,6 +403,12 @@ def test_another_unix_account_cannot_list_submissions_or_read_the_source(classro
 # --- the files for Docker and Kubernetes agree with the hub's -----------------------------------
 
 
+def test_the_hub_sets_up_the_run_queue_readable_by_every_student(classroom):
+    slots = sorted((classroom["base"] / "gptlib-run-slots").glob("slot-*"))
+    assert len(slots) == len(os.sched_getaffinity(0))  # one lab run per core at a time, by default
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in slots)
+
+
 def test_the_image_and_the_kubernetes_values_use_the_same_files():
     docker = (CLASSROOM / "Dockerfile").read_text()
     assert "COPY classroom/nbgrader_config.py /etc/gptlib-classroom/nbgrader_config.py" in docker

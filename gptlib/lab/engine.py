@@ -36,6 +36,7 @@ from gptlib.models import any_config
 from gptlib.settings import table_settings
 from gptlib.support.files import atomic_write_bytes
 from gptlib.support.noise import compare_with_book, summarize
+from gptlib.support.run_slots import take_slot
 from gptlib.train import EvalEvent
 
 RESULT_COLUMNS = ("train_acc", "val_acc", "test_acc", "best_val_epoch", "train_val_gap", "seconds",
@@ -69,8 +70,9 @@ def empty_curves() -> dict[str, list[float]]:
 
 @dataclass
 class LabEvent:
-    """What subscribers hear: ``kind`` is "started", "step", "eval", "epoch", "finished",
-    "failed" or "idle" (the last run of a start() ended); ``run`` is the run's number."""
+    """What subscribers hear: ``kind`` is "started", "queued" (waiting for one of the machine's
+    run slots, see :mod:`gptlib.support.run_slots`), "cancelled" (stopped before its turn),
+    "step", "eval", "epoch", "finished", "failed" or "idle" (the last run of a start() ended); ``run`` is the run's number."""
 
     kind: str
     run: int
@@ -215,10 +217,16 @@ class RunEngine:
         release_freed_memory()
         self.curves, self.steps_done, self._stopped_training = empty_curves(), 0, False
         self._emit(LabEvent("started", self.next_run, cfg, extra=extra))
+        slot = take_slot(self._stop, on_wait=lambda k: self._emit(LabEvent("queued", self.next_run, cfg,
+                                                                          extra={**extra, "slots": k})))
+        if slot is None:  # stopped while waiting for its turn: no run to record
+            self._emit(LabEvent("cancelled", self.next_run, cfg, extra=extra))
+            return
         start = time.perf_counter()
         try:
-            result = finetune.run_finetune(cfg, callback=self._callback, progress=False, verbose=False,
-                                           save=False)
+            with slot:
+                result = finetune.run_finetune(cfg, callback=self._callback, progress=False, verbose=False,
+                                               save=False)
         except BaseException as err:  # reported to the subscribers; the kernel and the lab go on
             self.last_error = err  # the whole error; the message is one line in the lab's words
             self._stop.set()  # no further seeds after a failure
