@@ -14,10 +14,13 @@ act only through it, over HTTP through the proxy, with their own API token:
 * teacher: collect, autograde each student, generate_feedback, release_feedback;
 * students: fetch_feedback, and each reads their own.
 
-All the servers run as one unix user (the one running the test): the venv's interpreter may
-not be usable by other accounts (here it lives under /root, mode 0700), so the hub cannot run a
-server per unix account. What unix permissions add between distinct accounts is checked
-separately, by a process under another uid reading the exchange (root only; skipped otherwise).
+By default all the servers run as one unix user (the one running the test): the venv's
+interpreter may not be usable by other accounts (here it lives under /root, mode 0700). What
+unix permissions add between distinct accounts is then checked separately, by a process under
+another uid reading the exchange (root only; skipped otherwise). With
+GPTLIB_CLASSROOM_ACCOUNTS=1 (root, an interpreter other accounts can run) the test makes a unix
+account for each user, starts the hub with the ``system`` spawner, so that every server and
+kernel runs as its own user as in a real class, and deletes the accounts afterwards.
 Everything runs under the smoke grading profile. GPTLIB_CLASSROOM_KEEP=1 keeps the temporary
 folder (the hub's log, the homes, the exchange) for a look after a failure.
 """
@@ -183,7 +186,9 @@ def classroom():
     token = secrets.token_hex(32)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GPTLIB_", "JUPYTER", "NBGRADER"))}
     env.update({k: str(v) for k, v in ports.items()})
-    env.update(PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", GPTLIB_CLASSROOM_SPAWNER="simple",
+    accounts = make_accounts(homes) if os.environ.get("GPTLIB_CLASSROOM_ACCOUNTS") == "1" else []
+    env.update(PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+               GPTLIB_CLASSROOM_SPAWNER="system" if accounts else "simple",
                GPTLIB_CLASSROOM_IP="127.0.0.1", GPTLIB_CLASSROOM_STATE=str(state),
                GPTLIB_CLASSROOM_HOMES=str(homes), GPTLIB_CLASSROOM_EXCHANGE=str(exchange),
                GPTLIB_CLASSROOM_TEACHERS=TEACHER, GPTLIB_CLASSROOM_API_TOKEN=token,
@@ -197,11 +202,38 @@ def classroom():
                                    start_new_session=True)
     hub = Hub(f"http://127.0.0.1:{port}", token, log)
     try:
-        yield run_the_class(hub, process, base, exchange, homes, times, start)
+        yield run_the_class(hub, process, base, exchange, homes, times, start, accounts)
     finally:
         stop(process)
+        for name in accounts:
+            subprocess.run(["userdel", name], capture_output=True)
         if not os.environ.get("GPTLIB_CLASSROOM_KEEP"):
             shutil.rmtree(base, ignore_errors=True)
+
+
+def make_accounts(homes: Path) -> list[str]:
+    """A unix account for the teacher and each student, home in ``homes`` (root only)."""
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("useradd")):
+        pytest.skip("GPTLIB_CLASSROOM_ACCOUNTS=1 needs root and useradd")
+    made = []
+    try:
+        for name in (TEACHER, *STUDENTS):
+            r = subprocess.run(["useradd", "--home-dir", str(homes / name), "--create-home", "--shell", "/bin/sh",
+                                name], capture_output=True, text=True)
+            if r.returncode != 0:
+                pytest.skip(f"cannot make the account {name}: {r.stderr.strip()}")
+            made.append(name)
+            (homes / name).chmod(0o700)  # as the teacher's guide says: useradd may make it 0755
+        probe = subprocess.run(["setpriv", f"--reuid={STUDENTS[0]}", f"--regid={STUDENTS[0]}", "--init-groups", "--",
+                                sys.executable, "-c", "import gptlib, jupyterhub, nbgrader"],
+                               capture_output=True, text=True, timeout=120)
+        if probe.returncode != 0:
+            pytest.skip(f"other accounts cannot run this interpreter ({sys.executable}): {probe.stderr.strip()[-300:]}")
+    except BaseException:
+        for name in made:
+            subprocess.run(["userdel", name], capture_output=True)
+        raise
+    return made
 
 
 def wait(what: str, hub: Hub, process: subprocess.Popen, done, limit: float = 240) -> None:
@@ -218,7 +250,8 @@ def wait(what: str, hub: Hub, process: subprocess.Popen, done, limit: float = 24
     raise AssertionError(f"{what}: not within {limit} s\n{hub.log_tail()}")
 
 
-def run_the_class(hub: Hub, process, base: Path, exchange: Path, homes: Path, times: dict, start: float) -> dict:
+def run_the_class(hub: Hub, process, base: Path, exchange: Path, homes: Path, times: dict, start: float,
+                  accounts: list[str]) -> dict:
     def lap(name: str) -> None:
         times[name] = round(time.monotonic() - start - sum(times.values()), 1)
 
@@ -292,6 +325,7 @@ def run_the_class(hub: Hub, process, base: Path, exchange: Path, homes: Path, ti
         feedback[name] = pages
     lap("fetch_feedback")
     return {"hub": hub, "base": base, "exchange": exchange / COURSE, "homes": homes, "log": log,
+            "accounts": accounts,
             "solved": solved, "fetched": fetched, "listed": listed, "times": times,
             "scores": {s["student"]: s for s in submissions}, "feedback": feedback}
 
@@ -401,6 +435,18 @@ def test_another_unix_account_cannot_list_submissions_or_read_the_source(classro
 
 
 # --- the files for Docker and Kubernetes agree with the hub's -----------------------------------
+
+
+def test_with_real_accounts_each_server_works_as_its_own_user(classroom):
+    if not classroom["accounts"]:
+        pytest.skip("one unix user for every server (GPTLIB_CLASSROOM_ACCOUNTS=1 makes an account each)")
+    import pwd
+
+    for name in STUDENTS:  # what each student's server wrote belongs to that student's account
+        fetched = classroom["homes"] / name / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+        assert fetched.stat().st_uid == pwd.getpwnam(name).pw_uid, name
+    source = classroom["homes"] / TEACHER / COURSE / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    assert source.stat().st_uid == pwd.getpwnam(TEACHER).pw_uid
 
 
 def test_the_hub_sets_up_the_run_queue_readable_by_every_student(classroom):

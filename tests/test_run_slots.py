@@ -44,6 +44,50 @@ def test_two_slots_let_two_runs_in_and_the_third_waits_its_turn(slots):
     got[0].release()
 
 
+def test_waiting_runs_are_served_first_come_first_served(slots):
+    held = [take_slot(), take_slot()]
+    got: dict[str, object] = {}
+
+    def wait_in_line(name: str) -> None:
+        got[name] = take_slot(poll=0.02)
+
+    first = threading.Thread(target=wait_in_line, args=("first",))
+    first.start()
+    time.sleep(0.2)
+    second = threading.Thread(target=wait_in_line, args=("second",))
+    second.start()
+    time.sleep(0.2)
+    held.pop().release()  # a run ends, and its kernel asks again at once: it is third in line
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    assert take_slot(stop=stop, poll=0.02) is None
+    first.join(5)
+    assert "first" in got and "second" not in got
+    held.pop().release()
+    second.join(5)
+    assert "second" in got
+    for slot in got.values():
+        slot.release()
+    assert not list((slots[0].parent / "line").iterdir()), "every ticket left the line"
+
+
+def test_a_ticket_left_by_a_dead_kernel_holds_nobody_up(slots):
+    waiter = subprocess.Popen([sys.executable, "-c", (
+        "import time; from gptlib.support.run_slots import take_slot\n"
+        "s = [take_slot(), take_slot()]; print('held', flush=True); take_slot()")],
+        stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    assert waiter.stdout.readline().strip() == "held"
+    line = slots[0].parent / "line"
+    deadline = time.monotonic() + 10
+    while not list(line.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert list(line.iterdir()), "the third take_slot waits in line"
+    waiter.kill()  # its two slots and its place in line go with it; its ticket file stays
+    waiter.wait()
+    with take_slot(stop=threading.Event(), poll=0.02) as slot:
+        assert slot is not None and slot.fd is not None
+
+
 def test_stop_while_waiting_gives_up_the_turn(slots):
     held = [take_slot(), take_slot()]
     stop = threading.Event()
