@@ -139,15 +139,6 @@ class ExperimentPanel(SettingsForm, PanelView):
         part = f" {event.extra['seed_index']}/{event.extra['seeds']}" if event.extra.get("seeds", 1) > 1 else ""
         self.status.value = f"starting run{part}: reading data, building the model..."
 
-    def _on_queued(self, event: LabEvent) -> None:
-        k = event.extra.get("slots", 1)
-        self.status.value = (f"waiting for its turn: this machine runs {k} experiment{'s' if k != 1 else ''} "
-                             "at a time for the whole class (Stop cancels)...")
-
-    def _on_cancelled(self, event: LabEvent) -> None:
-        self.progress.bar_style = ""
-        self.status.value = "stopped before its turn came: nothing ran"
-
     def _on_step(self, event: LabEvent) -> None:
         done = self.engine.steps_done
         self.progress.max = max(self.progress.max, done)

@@ -192,6 +192,16 @@ class PanelView:
         panel.add_class("gptlib-lab")
         return panel
 
+    # -- a run waiting for its turn on a shared machine (gptlib.support.run_slots) ----------------
+    def _on_queued(self, event: Any) -> None:
+        k = event.extra.get("slots", 1)
+        self.status.value = (f"waiting for its turn: this machine runs {k} experiment{'s' if k != 1 else ''} "
+                             "at a time for the whole class (Stop cancels)...")
+
+    def _on_cancelled(self, event: Any) -> None:
+        self.progress.bar_style = ""
+        self.status.value = "stopped before its turn came: nothing ran"
+
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         """The widget, with a line of text (not ``VBox(children=...``) for a viewer that cannot
         show it: what it is, and where its results are shown without widgets."""
