@@ -161,6 +161,7 @@ def test_the_panel_tells_the_student_they_wait_and_that_stop_cancels(slots, gptl
     while not panel.status.value.startswith("waiting") and time.monotonic() < deadline:
         time.sleep(0.02)
     assert "runs 2 experiments at a time for the whole class" in panel.status.value
+    assert panel.last_message.startswith("Queued: the run starts")
     assert panel.stop() and panel.wait(10)
     assert panel.status.value == "stopped before its turn came: nothing ran" and len(panel.runs) == 0
     assert not panel.run_button.disabled

@@ -197,6 +197,7 @@ class PanelView:
         k = event.extra.get("slots", 1)
         self.status.value = (f"waiting for its turn: this machine runs {k} experiment{'s' if k != 1 else ''} "
                              "at a time for the whole class (Stop cancels)...")
+        self._say("Queued: the run starts as soon as one of the class's runs ends.")
 
     def _on_cancelled(self, event: Any) -> None:
         self.progress.bar_style = ""
