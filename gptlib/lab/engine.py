@@ -72,7 +72,8 @@ def empty_curves() -> dict[str, list[float]]:
 class LabEvent:
     """What subscribers hear: ``kind`` is "started", "queued" (waiting for one of the machine's
     run slots, see :mod:`gptlib.support.run_slots`), "cancelled" (stopped before its turn),
-    "step", "eval", "epoch", "finished", "failed" or "idle" (the last run of a start() ended); ``run`` is the run's number."""
+    "step", "eval", "epoch", "finished", "failed" or "idle" (the last run of a start() ended);
+    ``run`` is the run's number."""
 
     kind: str
     run: int

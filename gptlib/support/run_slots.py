@@ -103,8 +103,10 @@ def take_slot(stop: threading.Event | None = None, on_wait: Callable[[int], obje
                 for fd, path in fds.items():
                     try:
                         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except OSError:
+                    except BlockingIOError:  # another run holds it
                         continue
+                    except OSError:  # a file system without locks: no queue rather than no run
+                        return RunSlot()
                     del fds[fd]
                     return RunSlot(fd, path)
             if not waited and on_wait is not None:
@@ -135,7 +137,12 @@ class _Ticket:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
         except OSError:
             return
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # no locks here: no line
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            return
         self.path, self.fd = path, fd
 
     def first(self) -> bool:
